@@ -33,7 +33,7 @@ from app.image_copy import ImageCopy
 from app.image_decode import TooLarge
 from app.image_viewer_state import ImageViewerState
 from app.job_queue import JobQueue, unusable_loras_error
-from app.lora_state import LoraState
+from app.lora_state import LoraState, PickedFiles
 from app.lora_twins import twin_loras_error, unread_loras_error
 from app.memory_state import MemoryState
 from app.model_library import LibraryLinks, ModelLibrary
@@ -52,6 +52,7 @@ from gpu.errors import UserError, named_few
 from gpu.generation.png_metadata import ImageSettings, png_name_problem
 from gpu.generation.prompt_length import PromptMeter
 from gpu.generation.request import GenerationRequest
+from gpu.paths import named_path
 
 
 def _put_back(then: str, damaged: bool = False) -> str:
@@ -169,7 +170,7 @@ class AppController(QObject):
                                        self.error.emit, self.settings_restored.emit)  # fmt: skip
         self.queue = JobQueue(self.job, self.gallery, self.loras, data, self.store.path, worker, self._submit.emit,
                               self._start_waiting.emit, self.error.emit, self.job_finished.emit, self)  # fmt: skip
-        self.held = HeldClicks(self.loras.twins, self.job, self._release, self.status_message.emit,
+        self.held = HeldClicks(self.loras, self.job, self._release, self.status_message.emit,
                                lambda: self.queue.idle, self)  # fmt: skip
         # What the Models panel says a removal, an add or a model's read waits for goes down as the jobs end
         self.queue.ended.connect(self.library.list_state.follow_queue)
@@ -295,7 +296,7 @@ class AppController(QObject):
         twins = self.loras.twins.settle(retry)  # a copy of a LoRA on beside it: refused by the job, after a load
         if twins:
             return None, twin_loras_error(twins)
-        if self.loras.twins.busy:
+        if self.loras.reading:  # the copy check's read, or a file just added: the click waits (``HeldClicks``)
             return None, None
         unread = self.loras.twins.not_read  # tried again at each click (``retry``): a read that ended failing
         return (None, unread_loras_error(unread)) if unread else (loras, None)
@@ -379,10 +380,16 @@ class AppController(QObject):
         return self.library.model_info
 
     def add_loras(self, paths: list[str | Path]) -> None:
-        """LoRA files the user picked, switched on; a file that is no readable LoRA is refused and named, and one
+        """LoRA files the user picked, switched on, their headers read on a thread of their own (``LoraAdds``: a
+        file on a hung network share froze the window), each row saying so meanwhile; once read, a file that is no
+        readable LoRA is refused and named, and one
         listed already is said (its row is switched on: the pick seemed to do nothing), as the Models panel says of
         a model added again."""
-        _added, refused, listed = self.loras.add_files(paths)
+        self.loras.adds.add([named_path(p) for p in paths], self._lora_files_added)
+
+    def _lora_files_added(self, picked: PickedFiles) -> None:
+        """The files of ``add_loras`` read: those refused and those listed already said."""
+        _added, refused, listed = picked
         if listed:
             one = len(listed) == 1
             self.status_message.emit(

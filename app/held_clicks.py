@@ -1,10 +1,11 @@
 """Generate clicked while the LoRA copy check (``LoraTwins``) still reads the files of the rows switched on, on its
-thread: the job was queued, and its engine refused a pair of copies only once the model had loaded (a minute for
-FLUX.1), in words of its own. The click now waits for the read ("Checking LoRA files…"), never reading a file on
-the window's thread, and is then taken as a click after it is: the job queued, or refused as the panel refuses a
-pair of copies. The job is the prompt panel's as it was at the click (built then, as a queued job is: a prompt
-typed meanwhile is the next one's), with the LoRAs switched on when the read ends (what the check judged, marked in
-the panel then). Cancel (Esc) with no job running, or Cancel all, drops the click."""
+thread (or the header of a file just added is read, ``LoraAdds``): the job was queued, and its engine refused a
+pair of copies only once the model had loaded (a minute for FLUX.1), in words of its own. The click now waits for
+the read ("Checking LoRA files…"), never reading a file on the window's thread, and is then taken as a click after
+it is: the job queued, or refused as the panel refuses a pair of copies. The job is the prompt panel's as it was at
+the click (built then, as a queued job is: a prompt typed meanwhile is the next one's), with the LoRAs switched on
+when the read ends (what the check judged, marked in the panel then). Cancel (Esc) with no job running, or Cancel
+all, drops the click."""
 
 from __future__ import annotations
 
@@ -15,8 +16,7 @@ from PySide6.QtCore import QObject
 
 from app.engine_errors import EngineError
 from app.generation_state import JobState
-from app.lora_state import ModelJudge
-from app.lora_twins import LoraTwins
+from app.lora_state import LoraState, ModelJudge
 from gpu.generation.request import GenerationRequest
 
 CHECKING = "Checking LoRA files… the job is queued once they are read"  # one click held (``checking_words``)
@@ -62,16 +62,17 @@ def refused_clicks_error(errors: list[EngineError]) -> EngineError:
 
 
 class HeldClicks(QObject):
-    """The Generate clicks waiting for ``twins``' read, each as the request it made; ``release`` is given them when
-    the read ends (queued, or refused). The status line (``job``) says they wait while no job runs (from the end of
-    the last one, ``queue_ended``); ``tell`` says it in passing while one does (its line is the running job's);
+    """The Generate clicks waiting for the reads of the LoRA files of ``rows`` (the copy check's, or of files just
+    added: ``LoraState.reading``), each as the request it made; ``release`` is given them when the reads end
+    (queued, or refused). The status line (``job``) says they wait while no job runs (from the end of the last one,
+    ``queue_ended``); ``tell`` says it in passing while one does (its line is the running job's);
     ``idle`` says whether none is queued or running."""
 
-    def __init__(self, twins: LoraTwins, job: JobState, release: Callable[[list[HeldClick]], None],
+    def __init__(self, rows: LoraState, job: JobState, release: Callable[[list[HeldClick]], None],
                  tell: Callable[[str], None], idle: Callable[[], bool],
                  parent: QObject | None = None) -> None:  # fmt: skip
         super().__init__(parent)
-        self._twins = twins
+        self._rows = rows
         self._job = job
         self._release = release
         self._tell = tell
@@ -79,7 +80,8 @@ class HeldClicks(QObject):
         self._held: list[HeldClick] = []
         self._line_before = ""  # the status line that ours replaced: shown again if no job comes of the clicks
         self._said = ""  # the status line that says the clicks held wait, as last set here
-        twins.read.connect(self._read_ended)
+        rows.twins.read.connect(self._read_ended)
+        rows.adds.read.connect(self._read_ended)  # files just added, read
 
     def hold(self, click: HeldClick) -> None:
         """A click, held till the LoRA files are read; said on the status line (or in passing)."""
@@ -132,7 +134,7 @@ class HeldClicks(QObject):
         """The read ended, none needed after it: the clicks held released (queued or refused); the status line as
         it was before them where none was queued (refused: the dialog says why), unless ``release`` held them
         again (rows changed meanwhile, their files to be read)."""
-        if not self._held or self._twins.busy:
+        if not self._held or self._rows.reading:
             return
         held, self._held = self._held, []
         self._job.checking = False

@@ -53,6 +53,8 @@ class LoraEntry:
     # refuse: "the same LoRA as /loras/a/style.safetensors (identical files), …" ("" for none, or not known yet:
     # ``app.lora_twins``)
     twin: str = field(default="", compare=False)
+    # Its file just added and its header not read yet, on a thread (``app.lora_adds``): no job takes it meanwhile
+    reading: bool = field(default=False, compare=False)
 
     @property
     def label(self) -> str:

@@ -14,6 +14,7 @@ from typing import Any, NamedTuple
 
 from PySide6.QtCore import QObject, Signal
 
+from app.lora_adds import READING, LoraAdds
 from app.lora_entry import LoraEntry, fit_strength, fit_text_strength, folders_apart, saved_strengths
 from app.lora_examples import example_name, examples_folder, saved_example_path
 from app.lora_folder_scan import LoraFolderScan
@@ -80,6 +81,13 @@ class LoraState(QObject):
         self.folder_scan = LoraFolderScan(self)  # a folder the user picks, read on a thread of its own
         self.hash_search = LoraHashSearch(self)  # an image's LoRAs switched on, searched by hash where needed
         self.twins = LoraTwins(self)  # rows switched on that are the same LoRA, found by their files' contents
+        self.adds = LoraAdds(self)  # files added ("Add LoRA…"), their headers read on a thread of their own
+
+    @property
+    def reading(self) -> bool:
+        """Whether files of the rows are being read on a thread (added, or by the copy check): no job may take the
+        rows switched on until they are (a Generate click waits: ``HeldClicks``)."""
+        return self.adds.busy or self.twins.busy
 
     def add_file(self, path: str | Path, enabled: bool = False, strength: float = 1.0) -> LoraEntry:
         entry = self._add(path, enabled, strength)
@@ -166,12 +174,37 @@ class LoraState(QObject):
         naming each refused file and why, and the rows that were listed already, each shown as its file reads now.
         A refused file that is listed (replaced since by another model's LoRA, or damaged) has its row show why,
         switched off: it kept the old file's info, on, as if it were fine. The name's suffix is not asked for: the
-        header says what the file is (``.SafeTensors`` is one too)."""
-        picked = PickedFiles([], [], [])
-        listed = {id(e) for e in self.entries}
+        header says what the file is (``.SafeTensors`` is one too). Read here, on this thread: "Add LoRA…" reads
+        them on a thread of its own (``LoraAdds``, ``add_reading`` and ``take_reads``)."""
+        return self.take_reads([(p, read_file(p), None) for p in map(named_path, paths)], enabled)
+
+    def add_reading(self, paths: list[Path]) -> list[LoraEntry | None]:
+        """A row for each of ``paths`` (``named_path``) not listed by that name, switched on, saying its file is
+        being read (``LoraEntry.reading``: no job takes it); None for the others (their row is known once read)."""
+        rows: list[LoraEntry | None] = []
         for path in paths:
-            path = named_path(path)
-            read = read_file(path)
+            listed = any(e.path == path for e in self.entries) or any(r and r.path == path for r in rows)
+            rows.append(None if listed else LoraEntry(path, path.stem, True, info=READING, reading=True))
+        self.entries += [row for row in rows if row is not None]
+        self._listed_anew()
+        return rows
+
+    def take_reads(self, reads: list[tuple[Path, FileRead, LoraEntry | None]], enabled: bool = True) -> PickedFiles:
+        """``add_files`` of the files of ``reads`` (each ``named_path``, as read, and its row being read by
+        ``add_reading``, or None): a row being read filled in where its file is a LoRA not listed by another row,
+        else taken out (removed by the user meanwhile: nothing added)."""
+        picked = PickedFiles([], [], [])
+        listed = {id(e) for e in self.entries if not e.reading}
+        for path, read, reading in reads:
+            if reading is not None:
+                if all(e is not reading for e in self.entries):
+                    continue  # removed while it was read
+                if not read.header.problem and self._row_of(read.resolved) is None:
+                    self._filled(reading, read)
+                    picked.added.append(reading)
+                    continue
+                # refused, or listed by another path to it (that row is the one switched on): its own row goes
+                self.entries = [e for e in self.entries if e is not reading]
             if read.header.problem:
                 refused = f"{path} is not a LoRA that can be used: {read.header.problem}."
                 row = self._row_of(read.resolved)
@@ -189,9 +222,15 @@ class LoraState(QObject):
                 self._read_into(entry, read.stamp, read.header)
                 if enabled:
                     self.set_enabled(entry, True)
-        if picked.added:
+        if picked.added or any(reading is not None for _path, _read, reading in reads):
             self._listed_anew()
         return picked
+
+    def _filled(self, row: LoraEntry, read: FileRead) -> None:
+        """``row``, being read, as its file reads (``read``), where it is: as the user set it meanwhile (on or off,
+        strengths)."""
+        row.reading, row.resolved = False, read.resolved
+        self._read_into(row, read.stamp, read.header)
 
     def show_refused(self, row: LoraEntry, read: FileRead) -> None:
         """``row``, whose file reads as ``read`` now and is refused (replaced since by another model's LoRA, or
@@ -283,7 +322,7 @@ class LoraState(QObject):
         violation, a OneDrive placeholder offline) or given read permission keeps its size and time, and stayed
         refused until removed and added again. Returns whether any file changed."""
         stale = [(e, stamp) for e in self.entries
-                 if e.enabled
+                 if e.enabled and not e.reading
                  and ((stamp := read_stamp(e.path)) != e.stamp or (e.problem and not e.missing))]  # fmt: skip
         for entry, stamp in stale:
             self._read_into(entry, stamp, read_header(entry.path))

@@ -56,8 +56,9 @@ class Twin(NamedTuple):
 
 def applied(rows: list[LoraEntry]) -> list[LoraEntry]:
     """The rows a job would apply: switched on, changing something at their strengths (a job skips a LoRA at
-    strength 0, and nothing doubles), usable and fitting the model (a job refuses the others first)."""
-    return [e for e in rows if e.enabled and not (e.problem or e.misfit)
+    strength 0, and nothing doubles), usable and fitting the model (a job refuses the others first), their header
+    read (an added file's is read first: ``app.lora_adds``)."""
+    return [e for e in rows if e.enabled and not (e.problem or e.misfit or e.reading)
             and file_parts(e.strength, e.text_strength, bool(e.text_encoders))]  # fmt: skip
 
 

@@ -221,6 +221,12 @@ def demo_run_to_resume(wizard) -> Path:
     return out
 
 
+def loras_added(qtbot, controller, paths: list[Path]) -> None:
+    """``paths`` added as "Add LoRA…" adds them, once their headers are read (on a thread: ``LoraAdds``)."""
+    controller.add_loras(paths)
+    qtbot.waitUntil(lambda: not controller.loras.adds.busy, timeout=30000)
+
+
 def added_copy(qtbot, controller, path: Path, select: bool = True) -> str:
     """The shipped demo INT4 model copied to ``path`` and added to the library (selected, as a model the user adds,
     unless ``select`` is False: as a quantize run's add); returns the name the library gave it."""

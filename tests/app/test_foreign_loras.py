@@ -21,7 +21,7 @@ from PySide6.QtCore import QCoreApplication
 
 import app.lora_reuse
 from app.lora_state import LoraState
-from tests.app.gui import drop_file
+from tests.app.gui import drop_file, loras_added
 from tests.app.test_lora_panel import _tiny_lora
 
 
@@ -84,7 +84,7 @@ def test_a1111_and_comfyui_images_switch_on_their_loras_and_name_the_missing_one
     hashing = _Hashing(monkeypatch)
     ink = _tiny_lora(tmp_path / "Ink_Style.safetensors")
     detail = _tiny_lora(tmp_path / "renamed-detail.safetensors", rank=2)  # A1111 named it "detail": by hash only
-    controller.add_loras([ink, detail])
+    loras_added(qtbot, controller, [ink, detail])
     rows = {e.path.name: e for e in loras.entries}
     shipped = next(e for e in loras.entries if e.name == "monochrome-style")
     loras.set_enabled(shipped, True)
@@ -150,7 +150,7 @@ def test_an_a1111_image_of_a_lora_with_a_comma_in_its_name_switches_it_on_at_its
     window = bare_window
     controller, loras = window.controller, window.controller.loras
     ink = _tiny_lora(tmp_path / "Ink, Style.safetensors")
-    controller.add_loras([ink])
+    loras_added(qtbot, controller, [ink])
     row = next(e for e in loras.entries if e.path == ink)
     loras.set_enabled(row, False)
     shown: list = []

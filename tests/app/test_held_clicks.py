@@ -15,7 +15,7 @@ from pathlib import Path
 from PySide6.QtCore import Qt
 
 from app.held_clicks import CHECKING
-from tests.app.gui import engine_held_at
+from tests.app.gui import engine_held_at, loras_added
 from tests.app.test_lora_twins import SHIPPED, _click_generate, _copies_being_read
 
 PROMPT = "a red circle on a blue background"
@@ -128,7 +128,7 @@ def test_a_lone_lora_whose_file_cannot_be_read_is_refused_at_the_click_naming_it
     controller = window.controller
     lone = tmp_path / "style.safetensors"
     shutil.copy(SHIPPED, lone)
-    controller.add_loras([lone])
+    loras_added(qtbot, controller, [lone])
     (row,) = [e for e in controller.loras.entries if e.enabled]
     assert row.path == lone and not row.problem and not controller.loras.twins.busy, row
     window.prompt_panel.prompt_edit.setPlainText(PROMPT)
@@ -394,7 +394,7 @@ def test_a_held_click_is_judged_against_its_own_model_not_the_one_selected_since
     x = added_copy(qtbot, controller, tmp_path / "models" / "x.safetensors")
     qtbot.waitUntil(lambda: getattr(controller.model_info, "name", "") == x, timeout=60000)  # described
     clip = _demo_lora(tmp_path / "clip.safetensors", 4, clip=True)  # its CLIP part 768 wide: these CLIPs are 128
-    controller.add_loras([clip])
+    loras_added(qtbot, controller, [clip])
     (clip_row,) = [e for e in loras.entries if e.path == clip]
     loras.set_text_strength(clip_row, 0.0)  # its CLIP part left out: it fits
     assert clip_row.enabled and clip_row.misfit == ""

@@ -36,6 +36,7 @@ def test_adding_a_listed_lora_again_switches_it_on_and_says_so(qtbot, bare_windo
     monkeypatch.setattr(QFileDialog, "getOpenFileNames", lambda *a, **k: (picked, ""))
 
     qtbot.mouseClick(bare_window.lora_panel.add_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: not bare_window.lora_panel.state.adds.busy, timeout=30000)  # read on a thread
     assert entry.enabled and len(controller.loras.entries) == rows
     assert bare_window.lora_panel.row_for("style").enabled.isChecked()
     assert said == ["The LoRA 'style' is already in the LoRA panel; it is switched on."] and shown == []
@@ -60,6 +61,7 @@ def test_adding_a_listed_lora_whose_file_is_back_shows_the_file_as_it_reads_now(
 
     shutil.copy(EXAMPLE, style)  # the file is back
     qtbot.mouseClick(panel.add_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: not panel.state.adds.busy, timeout=30000)  # read on a thread
     row = panel.row_for("style")
     assert said == ["The LoRA 'style' is already in the LoRA panel; it is switched on."]
     assert row.enabled.isChecked() and controller.loras.unusable() == []
@@ -68,11 +70,13 @@ def test_adding_a_listed_lora_whose_file_is_back_shows_the_file_as_it_reads_now(
 
     _tiny_lora(style, rank=3, words="ink")  # another LoRA saved over it, the row on already
     qtbot.mouseClick(panel.add_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: not panel.state.adds.busy, timeout=30000)  # read on a thread
     assert row.info.text() == read_header(style).info != read_header(EXAMPLE).info  # the row on screen
     assert row.triggers.text() == "ink" and controller.loras.trigger_text() == "ink"
 
     text_encoder_lora(style)  # and another, with CLIP and T5 parts: its "Text" strength shows
     qtbot.mouseClick(panel.add_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: not panel.state.adds.busy, timeout=30000)  # read on a thread
     row = panel.row_for("style")
     assert row.info.text() == read_header(style).info and row.text_row.isVisibleTo(row)
     assert not controller.loras.refresh()  # nothing left for the next Generate to find
@@ -92,6 +96,7 @@ def test_picking_a_listed_lora_whose_file_is_refused_now_shows_why_and_switches_
     picked = [str(style), str(other)]
     monkeypatch.setattr(QFileDialog, "getOpenFileNames", lambda *a, **k: (picked, ""))
     qtbot.mouseClick(panel.add_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: not panel.state.adds.busy, timeout=30000)  # read on a thread
     assert panel.row_for("style").enabled.isChecked() and panel.row_for("style").triggers.text() == "monochrome"
     before = [(e.name, e.enabled, e.info, e.trigger_words) for e in controller.loras.entries if e.path != style]
     shown = []
@@ -101,6 +106,7 @@ def test_picking_a_listed_lora_whose_file_is_refused_now_shows_why_and_switches_
         damage(style)
         picked[:] = [str(style)]
         qtbot.mouseClick(panel.add_button, Qt.MouseButton.LeftButton)
+        qtbot.waitUntil(lambda: not panel.state.adds.busy, timeout=30000)  # read on a thread
         problem = read_header(style).problem
         assert problem and len(shown) == 1
         assert shown[0].message == (f"{style} is not a LoRA that can be used: {problem}. Its row in the LoRA panel "

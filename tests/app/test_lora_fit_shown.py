@@ -22,7 +22,7 @@ from PySide6.QtGui import QColor, QPalette
 from safetensors.torch import save_file
 
 from app.theme import WARNING_COLOR
-from tests.app.gui import added_copy
+from tests.app.gui import added_copy, loras_added
 from tests.app.test_lora_panel import _generate, _refused
 
 DEV_WIDTHS = "made for a model with 3072-wide layers; this model's are 256 wide"
@@ -43,7 +43,7 @@ def test_a_lora_for_another_flux_size_is_marked_in_its_row_and_never_applied(qtb
                                                                              tensor_reads):  # fmt: skip
     controller, panel = window.controller, window.lora_panel
     dev = flux_dev_lora(tmp_path / "dev style.safetensors", rank=32)  # a 220 MB LoRA for FLUX.1-dev
-    controller.add_loras([dev, style_lora])  # "Add LoRA…": both listed and switched on, no dialog
+    loras_added(qtbot, controller, [dev, style_lora])  # "Add LoRA…": both listed and switched on, no dialog
     assert window.error_dialog is None or not window.error_dialog.isVisible()
 
     row = panel.row_for("dev style")
@@ -85,7 +85,7 @@ def _with_clip_l(path: Path) -> Path:
 
 def test_a_part_at_strength_zero_is_not_judged_and_each_model_judges_anew(qtbot, window, tmp_path):
     controller, panel = window.controller, window.lora_panel
-    controller.add_loras([_with_clip_l(tmp_path / "clip l.safetensors")])
+    loras_added(qtbot, controller, [_with_clip_l(tmp_path / "clip l.safetensors")])
     row = panel.row_for("clip l")
     # the layer by its path in the demo's CLIP file (with "text_model." or without, as transformers saved it)
     assert re.fullmatch(

@@ -12,7 +12,7 @@ from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QApplication, QWidget
 
 from app.widgets.lora_row import NameCheckBox
-from tests.app.gui import wheel
+from tests.app.gui import loras_added, wheel
 from tests.app.test_lora_list import flux_lora
 
 
@@ -98,7 +98,7 @@ def test_a_lora_named_with_an_ampersand_shows_it_and_no_alt_key_switches_it(qtbo
     on or off, unseen where its row was scrolled away)."""
     window = bare_window
     path = flux_lora(tmp_path / "R&B style.safetensors")
-    window.controller.add_loras([path])
+    loras_added(qtbot, window.controller, [path])
     entry = next(e for e in window.controller.loras.entries if e.path == path)
     assert entry.enabled
     row = window.lora_panel.row_for("R&B style")

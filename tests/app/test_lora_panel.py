@@ -234,6 +234,7 @@ def test_adding_files_that_are_no_lora_refuses_each_by_name(qtbot, window, demo_
     state = window.controller.loras
     before = [e.name for e in state.entries]
     qtbot.mouseClick(window.lora_panel.add_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: not window.lora_panel.state.adds.busy, timeout=30000)  # read on a thread
 
     assert [e.name for e in state.entries] == [*before, "good one"]
     assert state.requests() == [(str(good.resolve()), 1.0)]
@@ -391,6 +392,7 @@ def test_picking_a_lora_for_another_model_refuses_it_by_name(qtbot, window, tmp_
     state = window.controller.loras
     before = [e.name for e in state.entries]
     qtbot.mouseClick(window.lora_panel.add_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: not window.lora_panel.state.adds.busy, timeout=30000)  # read on a thread
     assert [e.name for e in state.entries] == [*before, "with clip"] and state.requests() == [(str(both), 1.0)]
     info = window.lora_panel.row_for("with clip").entry.info
     assert info == "kohya, rank 4, 15 tensors; changes the transformer + CLIP text encoder + T5 text encoder"

@@ -21,6 +21,7 @@ from PySide6.QtGui import QColor, QPalette
 from app.theme import WARNING_COLOR
 from gpu.lora import read_lora
 from gpu.paths import resources_dir
+from tests.app.gui import loras_added
 from tests.app.test_lora_panel import _generate, _refused
 
 SHIPPED = resources_dir() / "loras" / "monochrome-style.safetensors"
@@ -44,7 +45,7 @@ def loras(tmp_path) -> Path:
 def test_a_copy_switched_on_twice_is_marked_and_refused_at_the_click_naming_both(qtbot, window, loras):
     controller, panel = window.controller, window.lora_panel
     a, b = loras / "a" / "style.safetensors", loras / "b" / "style.safetensors"
-    controller.add_loras([a, b])  # "Add LoRA…": both listed, switched on
+    loras_added(qtbot, controller, [a, b])  # "Add LoRA…": both listed, switched on
     row_a, row_b = panel.row_for("style — a"), panel.row_for("style — b")
     qtbot.waitUntil(lambda: "same LoRA" in row_b.info.text(), timeout=30000)  # its files read on a thread
     assert row_b.info.text().startswith(f"The same LoRA as {a} (identical files), switched on too: switch one of "
@@ -68,7 +69,7 @@ def test_the_panel_says_what_the_engine_refuses_and_no_more(qtbot, window, loras
     controller, panel, state = window.controller, window.lora_panel, window.controller.loras
     panel.row_for("monochrome-style").enabled.setChecked(True)  # the shipped example
     words, stronger = loras / "my words.safetensors", loras / "alpha 16.safetensors"
-    controller.add_loras([stronger, words])
+    loras_added(qtbot, controller, [stronger, words])
     row = panel.row_for("my words")
     qtbot.waitUntil(lambda: "same LoRA" in row.info.text(), timeout=30000)
     assert row.entry.twin == (f"the same LoRA as {SHIPPED} (the same weights; only their metadata differs), "
@@ -194,7 +195,7 @@ def _copies_being_read(qtbot, window, tmp_path, monkeypatch) -> tuple[_HeldReads
         (tmp_path / folder).mkdir()
         shutil.copy(SHIPPED, tmp_path / folder / "style.safetensors")
     a, b = tmp_path / "a" / "style.safetensors", tmp_path / "b" / "style.safetensors"
-    window.controller.add_loras([a, b])
+    loras_added(qtbot, window.controller, [a, b])
     qtbot.waitUntil(lambda: bool(held.reads), timeout=30000)  # the thread reads the first copy whole
     window.prompt_panel.prompt_edit.setPlainText("a red circle on a blue background")
     return held, a, b

@@ -1,0 +1,67 @@
+"""Add LoRA… read each file's safetensors header on the window's thread: a file on a slow or hung network share
+froze the window meanwhile (a second on a slowed file). The header is now read on a thread of its own, the row
+saying it is being read meanwhile, and a Generate click meanwhile waits for it, as it waits for the copy check."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+
+from PySide6.QtCore import Qt
+
+from app.held_clicks import CHECKING
+from gpu.paths import resources_dir
+from tests.app.gui import held
+
+SHIPPED = resources_dir() / "loras" / "monochrome-style.safetensors"
+
+
+def _slow_headers(monkeypatch) -> tuple[threading.Event, list[str]]:
+    """``header_summary`` held till the event is set, as on a hung network share (``held``); the calls made on the
+    window's thread (not held there) noted in the list."""
+    import gpu.lora.metadata
+
+    release, on_gui = threading.Event(), []
+    monkeypatch.setattr(gpu.lora.metadata, "header_summary", held(gpu.lora.metadata.header_summary, release, on_gui))
+    return release, on_gui
+
+
+def test_add_lora_reads_the_header_off_the_windows_thread_and_a_click_meanwhile_waits(qtbot, window, tmp_path,
+                                                                                       monkeypatch):  # fmt: skip
+    controller = window.controller
+    style = tmp_path / "style.safetensors"
+    shutil.copy(SHIPPED, style)
+    release, on_gui = _slow_headers(monkeypatch)
+    controller.add_loras([style])  # "Add LoRA…"
+    try:
+        assert on_gui == []  # was: read here, the window frozen till it ended
+        (row,) = [e for e in controller.loras.entries if e.path == style]
+        assert row.enabled and row.info == "Reading the file…"
+        assert window.lora_panel.row_for("style").info.text() == "Reading the file…"
+        window.prompt_panel.prompt_edit.setPlainText("a red circle on a blue background")
+        qtbot.mouseClick(window.prompt_panel.generate_button, Qt.MouseButton.LeftButton)
+        assert controller.queue.idle and controller.job.status == CHECKING  # the click waits for the read
+    finally:
+        release.set()
+    with qtbot.waitSignal(controller.job_finished, timeout=120000) as finished:
+        pass
+    assert row.info.startswith("diffusers/PEFT") and on_gui == []
+    [made] = finished.args[0]
+    assert [lora["file"] for lora in made.settings["lora_list"]] == ["style.safetensors"]
+
+
+def test_a_file_added_that_is_no_lora_is_refused_once_read_as_before(qtbot, window, tmp_path, monkeypatch):
+    """A file that is no LoRA is still refused, named with why, once its header is read; its row goes."""
+    controller = window.controller
+    broken = tmp_path / "broken.safetensors"
+    broken.write_bytes(b"\0garbage" * 100)
+    release, on_gui = _slow_headers(monkeypatch)
+    errors: list = []
+    controller.error.connect(errors.append)
+    release.set()
+    controller.add_loras([broken])
+    qtbot.waitUntil(lambda: bool(errors), timeout=30000)
+    assert errors[0].message.startswith(f"{broken} is not a LoRA that can be used: not a safetensors file")
+    assert errors[0].hint.endswith("The LoRA list is otherwise unchanged.")
+    assert all(e.path != broken for e in controller.loras.entries)
+    assert on_gui == []
