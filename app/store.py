@@ -105,6 +105,9 @@ _MIGRATIONS: list[list[str]] = [
     # A negative seed, and one the settings give as a decimal or as its text ("12345.0", from another program's
     # metadata), is a seed a search finds (``seed_of``): every row's stored again, in the upgrade's one commit.
     ["UPDATE images SET seed = image_seed(settings)"],
+    # A seed past SQLite's integers (ComfyUI's go to 2**64 - 1) is a seed a search finds too (``_as_stored``: its
+    # digits stored as a BLOB): every row's stored again, as for schema 11.
+    ["UPDATE images SET seed = image_seed(settings)"],
 ]
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -159,7 +162,7 @@ class ImageRecord:
             self._parsed = self._read_settings()
         return self._parsed
 
-    def search_fields(self) -> tuple[str, int | None]:
+    def search_fields(self) -> tuple[str, StoredSeed | None]:
         """The search key and the seed stored for the row (``image_key``, ``seed_of``), computed again from its
         prompt and settings; the settings parsed for them are not kept (``settings`` says why)."""
         settings = self._read_settings() if self._parsed is None else self._parsed
@@ -256,7 +259,7 @@ def search_terms(text: str) -> list[str]:
     return list(dict.fromkeys(term for term in terms if term))  # each once: a pasted prompt repeats its words
 
 
-def found(terms: list[str], key: str, seed: int | None = None) -> bool:
+def found(terms: list[str], key: str, seed: StoredSeed | None = None) -> bool:
     """Whether every one of a search's ``terms`` (``search_terms``) is in the search key ``key`` of a text, or is the
     number ``seed`` (``_seed_term``; an image's: ``seed_of``; None for a text that has none, a history entry's)."""
     return all(term in key or (seed is not None and _seed_term(term) == seed) for term in terms)
@@ -267,20 +270,31 @@ def image_found(terms: list[str], record: ImageRecord) -> bool:
     return not terms or found(terms, *record.search_fields())
 
 
-def _seed_term(term: str) -> int | None:
-    """The seed a search term finds: a whole number in ASCII digits (a term is in NFKC: full-width digits typed are
-    these), a leading minus too ("-42": another program's seeds may be negative), within SQLite's integers (the
-    engine's seeds, 0 to 2**63 - 1, among them); else None. A number written with leading zeros ("007", "00", "-042",
-    "-0") is text only: a seed is never written so (the pane says "Seed: 7"), and "agent 007" listed the images of
-    seed 7 too."""
+def _seed_term(term: str) -> StoredSeed | None:
+    """The seed a search term finds, as the ``seed`` column holds it (``_as_stored``): a whole number in ASCII digits
+    (a term is in NFKC: full-width digits typed are these), a leading minus too ("-42": another program's seeds may
+    be negative), past SQLite's integers too (ComfyUI's seeds go to 2**64 - 1); else None. A number written with
+    leading zeros ("007", "00", "-042", "-0") is text only: a seed is never written so (the pane says "Seed: 7"), and
+    "agent 007" listed the images of seed 7 too."""
     if len(term) > _SEED_DIGITS or not _SEED_TERM.fullmatch(term) or term == "-0":
         return None  # a long run of digits is never given to ``int``: from 4,300 digits it raises
-    return _in_range(int(term))
+    return _as_stored(int(term))
 
 
-def _in_range(seed: int) -> int | None:
-    """``seed`` where SQLite's integers hold it (the ``seed`` column's), else None."""
-    return seed if -(2**63) <= seed < 2**63 else None
+# A seed as the ``seed`` column holds it (``_as_stored``)
+StoredSeed = int | bytes
+
+
+def _as_stored(seed: int) -> StoredSeed | None:
+    """``seed`` as the ``seed`` column holds it and a search term's number is compared with it: an integer where
+    SQLite's hold it (the engine's seeds, 0 to 2**63 - 1, among them); past them (ComfyUI's go to 2**64 - 1) its
+    digits as a BLOB, which the column's INTEGER affinity keeps as it is (their text it would store as an inexact
+    REAL, and Python's sqlite3 binds no such int) and ``=`` compares exactly, never equal to an integer (the same
+    64 bits as a signed number: "-1" is no 18446744073709551615); None for one longer than a term can be."""
+    if -(2**63) <= seed < 2**63:
+        return seed
+    # ``str`` is asked only of a seed as short as a term (of a huge one it may raise)
+    return str(seed).encode("ascii") if -(10 ** (_SEED_DIGITS - 1)) < seed < 10**_SEED_DIGITS else None
 
 
 _SEED_TERM = re.compile(r"-?(?:0|[1-9][0-9]*)")
@@ -326,11 +340,11 @@ def image_key(prompt: str, settings: dict[str, Any]) -> str:
     return f"{search_key(prompt)}\n{search_key('' if model is None else model)}"
 
 
-def seed_of(settings: dict[str, Any]) -> int | None:
-    """The seed stored for an image of ``settings`` (its row's ``seed``), which a whole-number search term finds
-    (``_seed_term``): a whole number, negative too, as the settings give it: a number (another program's metadata
-    may give 12345.0) or its digits as text ("-42", "12345.0"), within SQLite's integers; else None (none, a
-    fraction, True)."""
+def seed_of(settings: dict[str, Any]) -> StoredSeed | None:
+    """The seed stored for an image of ``settings`` (its row's ``seed``, ``_as_stored``), which a whole-number
+    search term finds (``_seed_term``): a whole number, negative too, as the settings give it: a number (another
+    program's metadata may give 12345.0) or its digits as text ("-42", "12345.0"); else None (none, a fraction,
+    True, one longer than a term can be)."""
     seed = settings.get("seed")
     if isinstance(seed, float):
         seed = int(seed) if seed.is_integer() else None  # neither inf nor nan is
@@ -338,7 +352,7 @@ def seed_of(settings: dict[str, Any]) -> int | None:
         text = seed.strip()
         whole = len(text) <= 2 * _SEED_DIGITS and _SEED_TEXT.fullmatch(text)  # ``int`` is given no long digit run
         seed = int(text.partition(".")[0]) if whole else None
-    return _in_range(seed) if isinstance(seed, int) and not isinstance(seed, bool) else None
+    return _as_stored(seed) if isinstance(seed, int) and not isinstance(seed, bool) else None
 
 
 # A prompt history entry's stored key is its prompt's key, a line break, its negative prompt's (``_prompt_key``): its
@@ -363,7 +377,7 @@ def _stored_image_key(prompt: str, settings: str) -> str:
     return image_key(prompt, _settings(settings))
 
 
-def _stored_seed(settings: str) -> int | None:
+def _stored_seed(settings: str) -> StoredSeed | None:
     """``seed_of`` a row's settings as stored, for the migration that computes them."""
     return seed_of(_settings(settings))
 

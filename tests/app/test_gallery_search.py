@@ -419,3 +419,28 @@ def test_a_negative_seed_or_one_stored_as_a_decimal_is_found_by_the_whole_number
     gallery.add("d/new.png", settings)  # listed at once, as the database then finds it
     assert [gallery.record(row).prompt for row in range(gallery.rowCount())] == ["a brown bear"] == _search(
         qtbot, panel, "-7")
+
+
+def test_a_seed_past_sqlites_integers_is_found_by_the_whole_number_typed(qtbot, data_root):
+    """ComfyUI's seeds go to 2**64 - 1, past SQLite's integers (2**63 - 1 at most): an image made with one (put in
+    the images folder) was stored without a seed, and its seed typed as the pane shows it found nothing. It is
+    found now, exactly: never by the number its 64 bits make as a signed one ("-1" is no 18446744073709551615), nor
+    by another seed near it. The same rule for an image added while the search is on."""
+    data = resolve_data_dir(data_root)
+    Store(data.database).close()  # a gallery that has its database: the pictures are imported at the start
+    made = [("a red fox", 2**64 - 1), ("a blue owl", str(2**64 - 1)), ("a grey cat", 2**63), ("a green frog", -1),
+            ("a white hen", 2**63 - 1)]  # fmt: skip
+    for i, (prompt, seed) in enumerate(made):
+        write_png(data.images / "d" / f"{i}.png", Image.new("RGB", (16, 16)), {"prompt": prompt, "seed": seed})
+    panel = open_window(qtbot, data_root).gallery_panel
+    _finds(qtbot, panel, {str(2**64 - 1): {"a red fox", "a blue owl"},  # was: nothing
+                          str(2**63): {"a grey cat"},  # was: nothing
+                          "-1": {"a green frog"}, str(2**63 - 1): {"a white hen"},
+                          str(2**64 - 2): set(), str(2**64): set()})  # fmt: skip
+    _search(qtbot, panel, str(2**64 - 5))
+    settings = {"prompt": "a brown bear", "seed": 2**64 - 5}
+    write_png(data.images / "d" / "new.png", Image.new("RGB", (16, 16)), settings)
+    gallery = panel.controller.gallery
+    gallery.add("d/new.png", settings)  # listed at once, as the database then finds it
+    assert [gallery.record(row).prompt for row in range(gallery.rowCount())] == ["a brown bear"] == _search(
+        qtbot, panel, str(2**64 - 5))

@@ -224,7 +224,8 @@ def _old_key(text: str) -> str:
 
 
 def _old_seed(settings: str) -> int | None:
-    """A row's seed as schemas 9 and 10 stored it: a whole number that is no decimal, not negative."""
+    """A row's seed as schemas 9 and 10 stored it: a whole number that is no decimal, not negative (and as schema 11
+    did for such a seed: it stored no seed past SQLite's integers either)."""
     seed = json.loads(settings).get("seed")
     return seed if type(seed) is int and 0 <= seed < 2**63 else None
 
@@ -233,7 +234,7 @@ def _old_database(path, version: int, image: str, prompt: tuple[str, str], setti
     """A database of schema ``version`` holding the image of the prompt ``image`` (and the further ``settings``) and
     the history entry ``prompt``, their stored search keys as that schema computed them: before schema 8 as schema 6
     did (``_old_key``), from it as now; from schema 9 the image's key with its model's name, and its seed as
-    schemas 9 and 10 stored it (``_old_seed``)."""
+    schemas 9 and 10 stored it (``_old_seed``; schema 11's for a whole number that is not negative)."""
     from app.store import _MIGRATIONS, _prompt_key, _stored_image_key
 
     db = sqlite3.connect(path)
@@ -273,7 +274,7 @@ def test_a_database_of_the_previous_schema_finds_its_images_by_words_typed_witho
     assert store.prompts("senor uber") == []  # still never across the prompt and the negative prompt
 
 
-@pytest.mark.parametrize("version", [3, 6, 7, 8, 10])
+@pytest.mark.parametrize("version", [3, 6, 7, 8, 10, 11])
 def test_an_upgrade_that_fails_leaves_the_previous_database_as_it_was(tmp_path, monkeypatch, version):
     """A failure while the keys are computed again (here: a key that cannot be computed) rolls the whole upgrade
     back: the database stays at the previous schema, which that version still opens, and the next start upgrades it."""
@@ -303,7 +304,7 @@ def test_an_upgrade_that_fails_leaves_the_previous_database_as_it_was(tmp_path, 
     assert [r.path for r in store.images("cafe smorrebrod 42 flux")] == ["a.png"]
 
 
-@pytest.mark.parametrize("version", [3, 6, 7, 8, 10])
+@pytest.mark.parametrize("version", [3, 6, 7, 8, 10, 11])
 def test_an_upgrade_of_several_steps_computes_each_stored_key_once(tmp_path, monkeypatch, version):
     """Schemas 3, 7, 8 and 9 each computed every stored search key again, and 11 every seed: an upgrade from
     schema 7 or older computed the images' keys two or three times (about 1.4 s more at 30,000 rows). Each row's
@@ -392,4 +393,25 @@ def test_a_database_of_schema_10_finds_negative_seeds_and_those_stored_as_decima
     assert store.schema_version == SCHEMA_VERSION
     assert [r.path for r in store.images("12345")] == ["a.png"]
     assert [r.path for r in store.images("-42")] == ["b.png"]
+    store.close()
+
+
+def test_a_database_of_schema_11_finds_the_seeds_past_sqlites_integers(tmp_path):
+    """Schema 11 stored no seed for one past SQLite's integers (ComfyUI's go to 2**64 - 1): the upgrade stores every
+    row's seed again, and the number typed finds it, exactly (never "-1", the same 64 bits read as a signed
+    number). Rows whose settings are damaged JSON or JSON null have none, and do not stop the upgrade."""
+    path = tmp_path / "db.sqlite3"
+    _old_database(path, 11, "a red fox", ("a red fox", ""), {"seed": 2**64 - 1, "model": "flux"})
+    db = sqlite3.connect(path)
+    db.executemany("INSERT INTO images (path, prompt, settings, created) VALUES (?, ?, ?, 2)",
+                   [("b.png", "an owl", json.dumps({"seed": -1})), ("c.png", "a hen", '{"seed": 5'),
+                    ("d.png", "a bat", "null")])  # fmt: skip
+    db.commit()
+    assert db.execute("SELECT seed FROM images WHERE path = 'a.png'").fetchone() == (None,)  # as schema 11 stored it
+    db.close()
+    store = Store(path)
+    assert store.schema_version == SCHEMA_VERSION
+    assert [r.path for r in store.images(str(2**64 - 1))] == ["a.png"]
+    assert [r.path for r in store.images("-1")] == ["b.png"]
+    assert store.images("5") == store.images(str(2**64 - 2)) == []
     store.close()
