@@ -82,9 +82,10 @@ class TrashEmptier(QObject):
         self._deleting = Lookups("Gallery", self)
         self._deleting.ended.connect(self._on_emptied)
         # The pictures a listing judged (``TrashListing.judged``) that changed while Empty trash asked, judged again
-        # on a thread of their own after Yes (``_judge_again``): the listing being judged again, and the last one
-        # judged again (judged once more, not again and again while a picture keeps changing).
-        self._judging: TrashListing | None = None
+        # on a thread of their own after Yes (``_judge_again``): the listing being judged again, with its thread's
+        # lookup (None once another Empty trash is asked for: that one is answered), and the last one judged again
+        # (judged once more, not again and again while a picture keeps changing).
+        self._judging: tuple[Lookup, TrashListing] | None = None
         self._judged_again: TrashListing | None = None
         self._judgements = Lookups("Gallery", self)
         self._judgements.ended.connect(self._on_judged_again)
@@ -161,6 +162,10 @@ class TrashEmptier(QObject):
         or an undo meanwhile has it listed again; asked for while Empty trash is deleting, it is listed once that
         ended (listed meanwhile, it would count files about to go)."""
         if not self._trash.refused_while_gathering("Empty trash"):
+            # One said Yes to before (enabled again by a delete or an undo while its pictures were judged again) is
+            # dropped unsaid: going on once judged, it said "Nothing was deleted … Empty the trash again." after this
+            # one had emptied the trash as asked
+            self._judging = None
             self._look_at_trash(then)
 
     def _look_at_trash(self, then: Callable[[TrashListing], object] | None) -> None:
@@ -371,12 +376,12 @@ class TrashEmptier(QObject):
         records = [record for record in self._trash.without_file(listing.files) if record.path in changed]
         stored = self._stored(records)
         try:
-            self._judgements.start("judging again the pictures changed while Empty trash asked",
-                                   lambda: self._judge(changed, stored))  # fmt: skip
+            lookup = self._judgements.start("judging again the pictures changed while Empty trash asked",
+                                            lambda: self._judge(changed, stored))  # fmt: skip
         except RuntimeError:  # no thread could start (the system's limit)
             log.warning("the pictures changed while Empty trash asked are judged on the window's thread")
             return False
-        self._judging = self._judged_again = listing
+        self._judging, self._judged_again = (lookup, listing), listing
         self._model.has_trash = False  # greyed: a second Empty trash would ask again of the same trash
         return True
 
@@ -384,10 +389,12 @@ class TrashEmptier(QObject):
         """On the Qt thread: the pictures changed while Empty trash asked have been judged again (``_judge_again``):
         what the thread found goes into the listing's ``judged``, and Empty trash goes on with it (``judged_again``,
         which reaches ``empty_trash`` through the actions that say its errors); nothing once the app is closing. A
-        thread that failed leaves them as they were: the repair looks at them on the window's thread."""
-        listing, self._judging = self._judging, None
-        if self._stopped or listing is None:
+        thread that failed leaves them as they were: the repair looks at them on the window's thread. One dropped
+        (another Empty trash asked for meanwhile) goes on no further."""
+        if self._stopped or self._judging is None or self._judging[0] is not lookup:
             return
+        _lookup, listing = self._judging
+        self._judging = None
         if lookup.error is None:
             listing.judged.update(lookup.result)
         self._model.judged_again.emit(listing)

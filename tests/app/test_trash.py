@@ -687,10 +687,10 @@ def test_a_picture_changed_while_empty_trash_asks_is_judged_as_it_is_then(qtbot,
     assert hashed_on == [False]  # was: [True]
 
 
-def test_a_delete_while_empty_trash_judges_a_changed_picture_again_leaves_the_trash(qtbot, data_root, monkeypatch):
-    """After Yes, the picture changed while Empty trash asked is judged again on a thread, the window usable
-    meanwhile (Empty trash greyed). An image deleted then changes the trash that was asked about: nothing is
-    deleted, said, and both images stay in the trash for Undo."""
+def _yes_while_cat_is_judged_again(qtbot, data_root, monkeypatch):
+    """fox, owl and cat in the gallery, cat deleted and its picture moved back by hand; Empty trash clicked, another
+    picture put in cat's place while it asks, and Yes (to each Empty trash asked). Returns (the window, its data
+    folder, an event) once cat's place is judged again on its thread, which waits until the event is set."""
     import threading
 
     from PySide6.QtWidgets import QMessageBox
@@ -703,8 +703,6 @@ def test_a_delete_while_empty_trash_judges_a_changed_picture_again_leaves_the_tr
     window = gui.window_without_engine(qtbot, data)
     qtbot.waitUntil(lambda: not window.controller.folder_import.running, timeout=30000)
     panel, gallery = window.gallery_panel, window.controller.gallery
-    notices: list[str] = []
-    gallery.notice.connect(lambda error: notices.append(error.message))
     _select(window, ["cat"])
     panel.delete_selected()
     shutil.move(data.trash / "d" / "2.png", cat)  # its picture moved back by hand
@@ -712,20 +710,33 @@ def test_a_delete_while_empty_trash_judges_a_changed_picture_again_leaves_the_tr
     judging, release = threading.Event(), threading.Event()
     real = app.trash_emptier.not_its_picture
 
-    def held(*args):  # the judging thread waits until the test lets it go on
-        judging.set()
-        release.wait(30)
+    def held(*args):  # the first judging again waits until the test lets it go on
+        if not judging.is_set():
+            judging.set()
+            release.wait(30)
         return real(*args)
 
-    def answer(box: QMessageBox) -> int:  # another picture put in cat's place, then Yes
-        write_png(cat, Image.new("RGB", (24, 24), (9, 9, 9)), {"prompt": "cat"})
-        monkeypatch.setattr(app.trash_emptier, "not_its_picture", held)
+    def answer(box: QMessageBox) -> int:  # the first time another picture is put in cat's place; Yes each time
+        if not judging.is_set():
+            write_png(cat, Image.new("RGB", (24, 24), (9, 9, 9)), {"prompt": "cat"})
+            monkeypatch.setattr(app.trash_emptier, "not_its_picture", held)
         box.button(QMessageBox.StandardButton.Yes).click()
         return 0
 
     monkeypatch.setattr(QMessageBox, "exec", answer)
     panel.empty_trash_button.click()
     qtbot.waitUntil(judging.is_set, timeout=30000)
+    return window, data, release
+
+
+def test_a_delete_while_empty_trash_judges_a_changed_picture_again_leaves_the_trash(qtbot, data_root, monkeypatch):
+    """After Yes, the picture changed while Empty trash asked is judged again on a thread, the window usable
+    meanwhile (Empty trash greyed). An image deleted then changes the trash that was asked about: nothing is
+    deleted, said, and both images stay in the trash for Undo."""
+    window, data, release = _yes_while_cat_is_judged_again(qtbot, data_root, monkeypatch)
+    panel, gallery = window.gallery_panel, window.controller.gallery
+    notices: list[str] = []
+    gallery.notice.connect(lambda error: notices.append(error.message))
     assert gallery.listing_trash and not panel.empty_trash_button.isEnabled()
     _select(window, ["owl"])
     panel.delete_selected()  # while cat's place is judged again
@@ -831,3 +842,35 @@ def test_empty_trash_reads_the_gallerys_paths_only_for_pictures_back_in_the_imag
         trash_settled(qtbot, gallery)
     assert said == [0, 2]  # was: [1, 3]
     assert _shown(window) == [("d/0.png", "fox", False), ("d/2.png", "cat", False)]
+
+
+def test_empty_trash_asked_again_while_the_last_one_judges_a_picture_drops_the_last_one(qtbot, data_root,
+                                                                                      monkeypatch):  # fmt: skip
+    """Yes to Empty trash, a picture changed while it asked judged again on a thread (a large one takes seconds);
+    meanwhile an image deleted, which enables Empty trash again, and Empty trash asked and said Yes to once more:
+    the trash is emptied. The first one's judging, ending after that, went on with the trash it had asked about and
+    said "Nothing was deleted: the trash changed while Empty trash asked … Empty the trash again." (or that Empty
+    trash was refused, while the second one deleted), of a trash just emptied as asked. It is dropped, unsaid: the
+    last Empty trash asked is the one the user answered."""
+    import threading
+
+    window, data, release = _yes_while_cat_is_judged_again(qtbot, data_root, monkeypatch)
+    panel, gallery = window.gallery_panel, window.controller.gallery
+    said: list[str] = []
+    gallery.notice.connect(lambda error: said.append(error.message))
+    window.controller.status_message.connect(said.append)
+    _select(window, ["owl"])
+    panel.delete_selected()  # while cat's place is judged again
+    qtbot.waitUntil(panel.empty_trash_button.isEnabled, timeout=30000)  # Undo has owl: enabled at once
+    assert not release.is_set()
+    del said[:]
+    panel.empty_trash_button.click()  # asked again, Yes
+    qtbot.waitUntil(lambda: any(text.startswith("The trash was emptied") for text in said), timeout=30000)
+    release.set()
+    qtbot.waitUntil(lambda: not any("judging again" in thread.name for thread in threading.enumerate()),
+                    timeout=30000)  # fmt: skip
+    trash_settled(qtbot, gallery)
+    qtbot.wait(100)  # its end, posted to the window's thread before the thread ended, handled
+    assert [text for text in said if "Nothing was deleted" in text or "refused" in text] == []  # was: said
+    assert list(data.trash.rglob("*.png")) == [] and not (data.images / "d" / "1.png").exists()
+    assert [p for _, p, _ in _shown(window)] == ["fox", "cat"]  # cat: the other picture in its place, imported
