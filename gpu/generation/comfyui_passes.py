@@ -156,12 +156,24 @@ class Graph:
 
 
 def _resize_words(r: Resize) -> str:
-    """The size a resizing node makes, in words, after its class's name (" to 1152x1152", " by 1.5 with
-    4x-UltraSharp.pth"; "" where it says none)."""
-    return (f" to {_shown(r.width)}x{_shown(r.height)}" if r.width and r.height else "") + \
+    """The size a resizing node makes, in words, after its class's name (" to 1152x1152", " to width 2048 keeping
+    proportions", " by 1.5 with 4x-UltraSharp.pth"; "" where it says none)."""
+    return _target_words(r.width, r.height) + \
         (f" to {_shown(r.megapixels)} megapixel{'' if r.megapixels == 1 else 's'}" if r.megapixels is not None
          else "") + (f" by {_shown(r.scale)}" if r.scale is not None else "") + \
         (f" with {r.model}" if r.model else "")  # fmt: skip
+
+
+def _target_words(width: Any, height: Any) -> str:
+    """A target size in words: " to 1152x1152"; one side 0, which ComfyUI sets by the other's, keeping the
+    picture's proportions, " to width 2048 keeping proportions" (no comma: these words sit in a list of resizes);
+    a side the graph does not say (None: given by a node not read), the other alone; "" where neither is said."""
+    if width and height:
+        return f" to {_shown(width)}x{_shown(height)}"
+    side, value, other = ("width", width, height) if width else ("height", height, width)
+    if not value:
+        return ""
+    return f" to {side} {_shown(value)}" + (" keeping proportions" if other == 0 else "")
 
 
 class Resize(NamedTuple):
