@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.test_comfyui_restore_gaps import HIRES, HIRES_SAID, _picture_pass, _png
+from tests.test_comfyui_restore_gaps import FACE, HIRES, HIRES_SAID, USDU, _picture_pass, _png
 
 FIRST = "new images are its first pass, 768x768"
 BEFORE = "which is not restored: new images are its picture before that, 768x768"
@@ -20,6 +20,26 @@ def _one_pass(**nodes: dict[str, Any]) -> dict[str, Any]:
     graph["8"] = {"class_type": "VAEDecode", "inputs": {"samples": ["3", 0], "vae": ["16", 2]}}
     graph["30"] = {"class_type": "UpscaleModelLoader", "inputs": {"model_name": "4x-UltraSharp.pth"}}
     return {**graph, **nodes}
+
+
+def test_passes_are_said_in_the_order_they_ran(tmp_path):
+    """FaceDetailer, then Ultimate SD Upscale, then FaceDetailer again was said "its 2 detailer passes (…node 31;
+    …node 33) and its hires fix (…node 32…)", as if both detailers ran before the upscale. Only passes of one kind
+    that ran one after another are said together; a kind met again is "another"."""
+    assert _picture_pass(tmp_path, FACE, USDU, FACE) == [
+        "its detailer pass (FaceDetailer node 31 at denoise 0.5), its hires fix (UltimateSDUpscale node 32 by 2 with "
+        "4x-UltraSharp.pth at denoise 0.2: a second pass at a larger size) and another detailer pass (FaceDetailer "
+        f"node 33 at denoise 0.5) are not restored: {FIRST}"]  # fmt: skip
+    assert _picture_pass(tmp_path, USDU, FACE, USDU) == [
+        "its hires fix (UltimateSDUpscale node 31 by 2 with 4x-UltraSharp.pth at denoise 0.2: a second pass at a "
+        "larger size), its detailer pass (FaceDetailer node 32 at denoise 0.5) and another hires fix "
+        "(UltimateSDUpscale node 33 by 2 with 4x-UltraSharp.pth at denoise 0.2: one more pass at a larger size) are "
+        f"not restored: {FIRST}"]  # fmt: skip
+    # passes of one kind one after another are still said together
+    assert _picture_pass(tmp_path, USDU, FACE, FACE)[0].startswith(
+        "its hires fix (UltimateSDUpscale node 31 by 2 with 4x-UltraSharp.pth at denoise 0.2: a second pass at a "
+        "larger size) and its 2 detailer passes (FaceDetailer node 32 at denoise 0.5; FaceDetailer node 33 at "
+        "denoise 0.5) are")  # fmt: skip
 
 
 def test_a_resize_keeping_proportions_says_its_size(tmp_path):

@@ -278,25 +278,30 @@ def _resizes_said(graph: Graph, resizes: list[str]) -> str:
 
 def _named(graph: Graph, later: list[tuple[str, str, list[str]]], sizes: list[Size]) -> list[Named]:
     """The passes ``later`` (that ran at ``sizes``) named each for what it is, in the order they ran: the detailers
-    (``_DETAILER``) as detailer passes, the others as a hires fix (with its size) or later passes. Said together, a
-    detailer after a hires pass was "its hires fix (…; FaceDetailer …: 2 more passes up to a larger size)". A
-    detailer's size is said where a resize before it changed it (an upscale model's picture detailed), not where it
-    is a hires fix's before it."""
-    kinds: dict[bool, list[tuple[str, Size]]] = {}
-    resized: list[PassSize] = []  # the sizes of the detailers whose picture a resize before them changed
+    (``_DETAILER``) as detailer passes, the others as a hires fix (with its size) or later passes; passes of one kind
+    that ran one after another said together, a kind met again after another said as "another" (grouped by kind,
+    a FaceDetailer, an upscale, a FaceDetailer were said as if both detailers ran first). Said together, a detailer
+    after a hires pass was "its hires fix (…; FaceDetailer …: 2 more passes up to a larger size)". A detailer's size
+    is said where a resize before it changed it (an upscale model's picture detailed), not where it is a hires
+    fix's before it."""
+    runs: list[tuple[bool, list[tuple[str, Size]], list[PassSize]]] = []  # (detailers?, passes, resized sizes)
     size_of = dict(zip((sampler for sampler, _made, _between in later), sizes, strict=True))
     for (sampler, made, between), size in zip(later, sizes, strict=True):
         detailer = graph.one_node_pass(sampler) and bool(_DETAILER.search(graph.kinds.get(sampler, "")))
-        kinds.setdefault(detailer, []).append((_pass(graph, sampler, between), size))
-        if detailer and size != size_of.get(made, SAME):
-            resized.append(pass_size(*size))
-    named = []
-    for detailer, passes in kinds.items():
-        what = "; ".join(said for said, _size in passes)
+        if not runs or runs[-1][0] != detailer:
+            runs.append((detailer, [], []))
+        runs[-1][1].append((_pass(graph, sampler, between), size))
+        if detailer and size != size_of.get(made, SAME):  # a resize before it changed its picture
+            runs[-1][2].append(pass_size(*size))
+    named, met = [], set()
+    for detailer, passes, resized in runs:
+        what, again = "; ".join(said for said, _size in passes), detailer in met
+        met.add(detailer)
         if detailer:
-            named.append(detailer_passes(what, len(passes), passes_size(resized) if resized else None))
+            named.append(detailer_passes(what, len(passes), passes_size(resized) if resized else None, again))
         else:
-            named.append(later_passes(what, passes_size(pass_size(*size) for _said, size in passes), len(passes)))
+            named.append(later_passes(what, passes_size(pass_size(*size) for _said, size in passes), len(passes),
+                                      again))  # fmt: skip
     return named
 
 

@@ -100,18 +100,21 @@ class Named(NamedTuple):
     several: bool
 
 
-def later_passes(what: str, size: PassSize = PassSize.LARGER, passes: int = 1) -> Named:
+def later_passes(what: str, size: PassSize = PassSize.LARGER, passes: int = 1, again: bool = False) -> Named:
     """Passes after the first that sample the whole picture again: ``what`` names them (A1111's "Hires upscale 2";
     ComfyUI's upscale and sampler nodes), ``size`` how their size compares with the first pass's (a hires fix where
-    it is larger or of another shape), ``passes`` how many there are."""
+    it is larger or of another shape), ``passes`` how many there are; ``again``: passes of this kind were said
+    before others that ran between ("another hires fix": its is the first's)."""
     one = passes == 1
     if size in (PassSize.LARGER, PassSize.DIFFERENT):
-        more = "a second pass" if one else f"{passes} more passes"
+        more = ("one more pass" if again else "a second pass") if one else f"{passes} more passes"
         to = "at a different size" if size is PassSize.DIFFERENT else ("at" if one else "up to") + " a larger size"
-        return Named(f"its hires fix ({what}: {more} {to})", False)
+        return Named(f"{'another' if again else 'its'} hires fix ({what}: {more} {to})", False)
     if size is PassSize.NOT_KNOWN:
         what += _size_not_known(one)
-    return Named(f"its second pass ({what})" if one else f"its {passes} later passes ({what})", not one)
+    if one:
+        return Named(f"{'another later' if again else 'its second'} pass ({what})", False)
+    return Named(f"{f'{passes} more' if again else f'its {passes}'} later passes ({what})", True)
 
 
 def _size_not_known(one: bool) -> str:
@@ -119,25 +122,28 @@ def _size_not_known(one: bool) -> str:
     return f": {'its size' if one else 'their sizes'} beside the first pass's not known"
 
 
-def detailer_passes(what: str, passes: int = 1, size: PassSize | None = None) -> Named:
+def detailer_passes(what: str, passes: int = 1, size: PassSize | None = None, again: bool = False) -> Named:
     """Detailers after the first pass (ComfyUI's FaceDetailer, Impact Pack's Detailer nodes: the faces or parts they
     find sampled again, at the picture's size), named by ``what``; ``passes``: how many. Said apart from a hires fix
     (they enlarge nothing). ``size``: how the picture a resize before them made (an upscale model's, an image scale
     of ``what``) compares with the first pass's, None where none changed it; said as a hires fix's is, but for a
-    smaller one: without it, an upscale-then-detail image read as one of the first pass's size."""
+    smaller one: without it, an upscale-then-detail image read as one of the first pass's size. ``again``:
+    detailers were said before passes of another kind that ran between ("another detailer pass")."""
     one = passes == 1
     if size in (PassSize.LARGER, PassSize.DIFFERENT):
         what += f": at a {size.value} size"
     elif size is PassSize.NOT_KNOWN:
         what += _size_not_known(one)
-    return Named(f"its detailer pass ({what})" if one else f"its {passes} detailer passes ({what})", not one)
+    if one:
+        return Named(f"{'another' if again else 'its'} detailer pass ({what})", False)
+    return Named(f"{f'{passes} more' if again else f'its {passes}'} detailer passes ({what})", True)
 
 
 def not_restored(named: list[Named], first: str) -> str:
     """What the passes ``named`` (in the order they ran) did is not restored; ``first``: the size new images have
     (the first pass's)."""
     are = len(named) > 1 or any(n.several for n in named)
-    said = " and ".join(n.text for n in named)
+    said = ", ".join(n.text for n in named[:-1]) + " and " + named[-1].text if len(named) > 1 else named[0].text
     return f"{said} {'are' if are else 'is'} not restored: new images are its first pass, {first}"
 
 
