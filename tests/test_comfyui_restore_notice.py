@@ -42,6 +42,35 @@ def test_passes_are_said_in_the_order_they_ran(tmp_path):
         "denoise 0.5) are")  # fmt: skip
 
 
+def test_two_saves_of_different_resizes_are_both_said(tmp_path):
+    """One node saves the upscale model's picture, another the same scaled by 0.5: a PNG each, the same graph in
+    both, so this file may be either. Only the first chain was said, with "was"."""
+    graph = _one_pass(**{
+        "31": {"class_type": "ImageUpscaleWithModel", "inputs": {"upscale_model": ["30", 0], "image": ["8", 0]}},
+        "32": {"class_type": "SaveImage", "inputs": {"filename_prefix": "4x", "images": ["31", 0]}},
+        "33": {"class_type": "ImageScaleBy", "inputs": {"upscale_method": "lanczos", "scale_by": 0.5,
+               "image": ["31", 0]}},
+        "9": {"class_type": "SaveImage", "inputs": {"filename_prefix": "2x", "images": ["33", 0]}}})  # fmt: skip
+    model = "ImageUpscaleWithModel with 4x-UltraSharp.pth"
+    assert _png(tmp_path, "prompt", graph).problems == [
+        f"it may have been resized after its pass ({model}, ImageScaleBy by 0.5; or {model}; the graph saves both), "
+        f"{BEFORE}"]  # fmt: skip (was: "it was resized after its pass (…, ImageScaleBy by 0.5), …")
+    # and the picture before them too
+    graph["34"] = {"class_type": "PreviewImage", "inputs": {"images": ["8", 0]}}
+    assert _png(tmp_path, "prompt", graph).problems == [
+        f"it may have been resized after its pass ({model}, ImageScaleBy by 0.5; or {model}; the graph saves both, "
+        f"and the picture before them too), {BEFORE}"]  # fmt: skip
+    # after a hires fix
+    hires = {**HIRES, **{k: v for k, v in graph.items() if k in ("30", "31", "32", "33")}, "9": graph["9"]}
+    assert _png(tmp_path, "prompt", hires).problems == [
+        f"{HIRES_FIX} and its resize after it ({model}, ImageScaleBy by 0.5; or {model}; the graph saves both) are not "
+        f"restored: {FIRST}"]  # fmt: skip
+    # two saves of the same resize: one way, said as before
+    graph = _one_pass(**{k: v for k, v in graph.items() if k in ("31", "32")})
+    graph["9"] = {"class_type": "PreviewImage", "inputs": {"images": ["31", 0]}}
+    assert _png(tmp_path, "prompt", graph).problems == [f"it was upscaled after its pass ({model}), {BEFORE}"]
+
+
 def test_a_resize_keeping_proportions_says_its_size(tmp_path):
     """ImageScale or LatentUpscale with one side 0 (ComfyUI keeps the picture's proportions by the other) was named
     without its size: "(ImageScale)"."""

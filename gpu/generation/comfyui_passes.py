@@ -25,6 +25,7 @@ from gpu.generation.passes_said import (
     SAME,
     Named,
     PassSize,
+    Resized,
     Side,
     detailer_passes,
     img2img_not_restored,
@@ -214,17 +215,17 @@ def passes_not_made(graph: Graph, samplers: list[str], first: str, size: str,
     later = _later_passes(graph, (samplers + one_node)[:_MAX_SAMPLERS], first)
     said = []
     sizes = _sizes(graph, later, first, dims)
-    resizes, saved_before = _resized_when_saved(graph, later[-1][0] if later else first)
-    # its size beside the picture of the pass before it: the first's, or the last later pass's, where the graph
-    # tells it (beside an unknown size, a target size after a hires fix said "resize" of a plain upscale)
-    grown = _grown(graph, resizes, pixels(dims, sizes[-1]) if later else dims)
+    # each resize's size beside the picture of the pass before it: the first's, or the last later pass's, where
+    # the graph tells it (beside an unknown size, a target size after a hires fix said "resize" of a plain upscale)
+    resized, saved_before = _resized_ways(graph, _saved_ways(graph, later[-1][0] if later else first),
+                                          pixels(dims, sizes[-1]) if later else dims)  # fmt: skip
     if later:
         named = _named(graph, later, sizes)
-        if grown is not None:
-            named.append(resize_after_passes(_resizes_said(graph, resizes), grown, saved_before, len(later)))
+        if resized:
+            named.append(resize_after_passes(resized, saved_before, len(later)))
         said.append(not_restored(named, size))
-    elif grown is not None:
-        said.append(resized_after_its_pass(_resizes_said(graph, resizes), grown, saved_before, size))
+    elif resized:
+        said.append(resized_after_its_pass(resized, saved_before, size))
     came_from, _samplers = graph.walk_up(first, past_one_node=True)  # a detailed picture loaded: from it, too
     loaded = next((node for node in came_from if graph.kinds.get(node, "").startswith("LoadImage")), None)
     how, partly = graph.denoise(first)
@@ -234,21 +235,39 @@ def passes_not_made(graph: Graph, samplers: list[str], first: str, size: str,
     return said
 
 
-def _resized_when_saved(graph: Graph, last: str) -> tuple[list[str], bool]:
-    """The nodes that resized the picture of the pass ``last`` (the last that ran) between it and a node that saves
-    it (one taking "images", a SaveImage, a PreviewImage, that no node takes from: an upscale model's, an image
-    scale's; [] when none), in the order they ran, and whether another node saves that picture without them (the
-    file may be either: the graph is the same in both)."""
+def _saved_ways(graph: Graph, last: str) -> list[list[str]]:
+    """The ways the picture of the pass ``last`` (the last that ran) was resized before a node saves it (one taking
+    "images", a SaveImage, a PreviewImage, that no node takes from): for each such node, the nodes between that
+    resize it (an upscale model's, an image scale's), in the order they ran, [] for none; each way once, in the
+    graph's order. The graph is the same in each PNG it saves: the file may be any of them."""
     taken = {up for inputs in graph.nodes.values() for value in inputs.values() if (up := node_id(value))}
     savers = [node for node, inputs in graph.nodes.items() if node not in taken and node_id(inputs.get("images"))
               and not graph.is_sampler(node) and not graph.one_node_pass(node)][:_MAX_SAMPLERS]  # fmt: skip
-    found = []
+    ways: list[list[str]] = []
     for saver in savers:
         came_from, passes = graph.walk_up(saver, by=("images",))
         if last in passes:
-            found.append([node for node in _on_the_way(came_from, last) if graph.resizing(node) is not None])
-    resizes = next((nodes for nodes in found if nodes), [])
-    return resizes, bool(resizes) and any(not nodes for nodes in found)
+            way = [node for node in _on_the_way(came_from, last) if graph.resizing(node) is not None]
+            if way not in ways:
+                ways.append(way)
+    return ways
+
+
+def _resized_ways(graph: Graph, ways: list[list[str]], before: tuple[int, int] | None) -> tuple[list[Resized], bool]:
+    """The ``ways`` (``_saved_ways``) that resized the picture of the last pass (of ``before`` pixels, where known),
+    each in words with how the picture it made compares with that one, each said once; and whether one changed
+    nothing the graph tells (none, a scale to its own size): the file may be that picture too."""
+    resized, unchanged = [], False
+    for way in ways:
+        size = SAME
+        for node in way:
+            size = _resized(graph, node, size, before)
+        what = _resizes_said(graph, way)
+        if size == SAME:
+            unchanged = True
+        elif all(what != other.what for other in resized):
+            resized.append(Resized(what, pass_size(*size)))
+    return resized, unchanged
 
 
 def _on_the_way(came_from: dict[str, str | None], made: str) -> list[str]:
@@ -259,15 +278,6 @@ def _on_the_way(came_from: dict[str, str | None], made: str) -> list[str]:
         between.append(node)
         node = came_from[node]
     return between
-
-
-def _grown(graph: Graph, resizes: list[str], dims: tuple[int, int] | None) -> PassSize | None:
-    """How the picture after ``resizes`` compares with the one before them (of ``dims``, where known); None where
-    they changed nothing the graph tells (none, a scale to its own size)."""
-    size = SAME
-    for node in resizes:
-        size = _resized(graph, node, size, dims)
-    return None if size == SAME else pass_size(*size)
 
 
 def _resizes_said(graph: Graph, resizes: list[str]) -> str:

@@ -147,29 +147,46 @@ def not_restored(named: list[Named], first: str) -> str:
     return f"{said} {'are' if are else 'is'} not restored: new images are its first pass, {first}"
 
 
-def _resize_said(size: PassSize, saved_before: bool) -> tuple[str, str]:
-    """("upscale" where the resize after the last pass enlarged the picture, else "resize"; the words saying the
-    graph ``saved_before`` the picture before it too, "" where it did not)."""
-    note = "; the graph saves the picture before that too" if saved_before else ""
-    return ("upscale" if size is PassSize.LARGER else "resize"), note
+class Resized(NamedTuple):
+    """One way the picture of the last pass was resized before it became the file: ``what`` did it, in words
+    (ComfyUI's upscale model and image scale nodes before a save; A1111's Extras upscale), and ``size``, how the
+    picture it made compares with the one before it."""
+
+    what: str
+    size: PassSize
 
 
-def resize_after_passes(what: str, size: PassSize, saved_before: bool, passes: int) -> Named:
-    """The resize of the picture after the last of ``passes`` later passes, before it was saved (ComfyUI's upscale
-    model and image scale nodes: ``what``), named beside those passes: ``size``, how it compares with the picture
-    before it; ``saved_before``: the graph saves that picture too, and the file may be either."""
-    noun, note = _resize_said(size, saved_before)
-    return Named(f"its {noun} after {'it' if passes == 1 else 'them'} ({what}{note})", False)
+def _resized_said(ways: list[Resized], saved_before: bool) -> tuple[str, str, bool]:
+    """The ``ways`` the picture of the last pass was resized (one for each picture of it the graph saves resized
+    otherwise; ``saved_before``: it saves that picture as it is too) in words: "upscale" where each enlarged it,
+    else "resize"; the words inside the parentheses ("A; or B; the graph saves both"); and whether the file may be
+    another of those pictures, not surely this one."""
+    noun = "upscale" if all(way.size is PassSize.LARGER for way in ways) else "resize"
+    what = "; or ".join(way.what for way in ways)
+    if len(ways) > 1:
+        what += f"; the graph saves {'both' if len(ways) == 2 else 'each'}"
+        what += ", and the picture before them too" if saved_before else ""
+    elif saved_before:
+        what += "; the graph saves the picture before that too"
+    return noun, what, saved_before or len(ways) > 1
 
 
-def resized_after_its_pass(what: str, size: PassSize, saved_before: bool, first: str) -> str:
-    """An image made in one pass whose picture was resized (upscaled where ``size`` is larger) before it was saved
-    (``what``: how; ``saved_before``: as in ``resize_after_passes``), which no setting here makes: new images are
-    the picture before that, of the size ``first``."""
-    noun, note = _resize_said(size, saved_before)
-    was = "may have been" if saved_before else "was"
-    return (f"it {was} {noun}d after its pass ({what}{note}), which is not restored: new images are its picture "
-            f"before that, {first}")
+def resize_after_passes(ways: list[Resized], saved_before: bool, passes: int) -> Named:
+    """The resize of the picture after the last of ``passes`` later passes, before it was saved (``ways``: each way
+    the graph resized it to a picture it saves), named beside those passes; ``saved_before``: the graph saves that
+    picture as it is too. Where the graph saves more than one, the file may be any: each is said."""
+    noun, what, _maybe = _resized_said(ways, saved_before)
+    return Named(f"its {noun} after {'it' if passes == 1 else 'them'} ({what})", False)
+
+
+def resized_after_its_pass(ways: list[Resized], saved_before: bool, first: str) -> str:
+    """An image made in one pass whose picture was resized (upscaled where each of ``ways`` enlarged it) before it
+    was saved (``saved_before``: as in ``resize_after_passes``), which no setting here makes: new images are the
+    picture before that, of the size ``first``. "may have been" where the file may be another picture the graph
+    saves."""
+    noun, what, maybe = _resized_said(ways, saved_before)
+    return (f"it {'may have been' if maybe else 'was'} {noun}d after its pass ({what}), which is not restored: new "
+            f"images are its picture before that, {first}")  # fmt: skip
 
 
 def img2img_not_restored(what: str) -> str:

@@ -39,6 +39,7 @@ from gpu.generation.passes_said import (
     NOT_TOLD,
     SAME,
     PassSize,
+    Resized,
     Side,
     img2img_not_restored,
     later_passes,
@@ -332,13 +333,13 @@ def _passes_not_made(extra: dict[str, str], out: dict[str, Any], postprocessing:
             named = ", ".join(f"{field} {extra[field]}" for field in _HIRES_NAMED if field in extra) or hires[0]
             hires_size, passes = NOT_TOLD, [later_passes(named, PassSize.NOT_KNOWN)]
         if (after := _extras_upscale(postprocessing, pixels(dims, hires_size))) is not None:
-            passes.append(resize_after_passes(*after, saved_before=False, passes=1))
+            passes.append(resize_after_passes([Resized(*after)], saved_before=False, passes=1))
         return [not_restored(passes, first)]
     said = []
     if "Denoising strength" in extra:
         said.append(img2img_not_restored(f"img2img, Denoising strength {extra['Denoising strength']}"))
     if (after := _extras_upscale(postprocessing, dims)) is not None:
-        said.append(resized_after_its_pass(*after, saved_before=False, first=first))
+        said.append(resized_after_its_pass([Resized(*after)], saved_before=False, first=first))
     return said
 
 
