@@ -85,3 +85,24 @@ def test_a_resize_keeping_proportions_says_its_size(tmp_path):
         f"second pass at a larger size) is not restored: {FIRST}"]  # fmt: skip (was: "(LatentUpscale, then …")
 
 
+def test_a_graph_that_also_saves_its_first_pass_may_be_that_picture(tmp_path):
+    """A hires fix whose graph also previews (or saves) its first pass's picture: this file may be that picture,
+    whose settings are complete. It was said "its hires fix (…) is not restored", as if the file surely had it."""
+    graph = {**HIRES, "20": {"class_type": "VAEDecode", "inputs": {"samples": ["3", 0], "vae": ["16", 2]}},
+             "21": {"class_type": "PreviewImage", "inputs": {"images": ["20", 0]}}}
+    assert _png(tmp_path, "prompt", graph).problems == [
+        f"it may have had {HIRES_FIX}, which is not restored (the graph saves its first pass's picture too): "
+        f"{FIRST}"]  # fmt: skip
+    # with a detailer after it: the file may be the first pass's picture, or one with both
+    graph["31"] = {"class_type": "FaceDetailer", "inputs": {**FACE["inputs"], "image": ["8", 0]}}
+    graph["9"] = {"class_type": "SaveImage", "inputs": {"filename_prefix": "ComfyUI", "images": ["31", 0]}}
+    assert _png(tmp_path, "prompt", graph).problems == [
+        f"it may have had {HIRES_FIX} and its detailer pass (FaceDetailer node 31 at denoise 0.5), which are not "
+        f"restored (the graph saves its first pass's picture too): {FIRST}"]  # fmt: skip
+    # a save of the first pass and the hires pass together (one picture of both) is no save of the first alone
+    graph = {**HIRES, "20": {"class_type": "VAEDecode", "inputs": {"samples": ["3", 0], "vae": ["16", 2]}},
+             "21": {"class_type": "ImageBatch", "inputs": {"image1": ["20", 0], "image2": ["8", 0]}},
+             "9": {"class_type": "SaveImage", "inputs": {"filename_prefix": "ComfyUI", "images": ["21", 0]}}}
+    assert _png(tmp_path, "prompt", graph).problems == [HIRES_SAID]
+
+

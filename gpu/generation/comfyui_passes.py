@@ -217,13 +217,13 @@ def passes_not_made(graph: Graph, samplers: list[str], first: str, size: str,
     sizes = _sizes(graph, later, first, dims)
     # each resize's size beside the picture of the pass before it: the first's, or the last later pass's, where
     # the graph tells it (beside an unknown size, a target size after a hires fix said "resize" of a plain upscale)
-    resized, saved_before = _resized_ways(graph, _saved_ways(graph, later[-1][0] if later else first),
-                                          pixels(dims, sizes[-1]) if later else dims)  # fmt: skip
+    ways, first_saved = _saved_ways(graph, later[-1][0] if later else first, first)
+    resized, saved_before = _resized_ways(graph, ways, pixels(dims, sizes[-1]) if later else dims)
     if later:
         named = _named(graph, later, sizes)
         if resized:
             named.append(resize_after_passes(resized, saved_before, len(later)))
-        said.append(not_restored(named, size))
+        said.append(not_restored(named, size, first_saved))
     elif resized:
         said.append(resized_after_its_pass(resized, saved_before, size))
     came_from, _samplers = graph.walk_up(first, past_one_node=True)  # a detailed picture loaded: from it, too
@@ -235,22 +235,25 @@ def passes_not_made(graph: Graph, samplers: list[str], first: str, size: str,
     return said
 
 
-def _saved_ways(graph: Graph, last: str) -> list[list[str]]:
+def _saved_ways(graph: Graph, last: str, first: str) -> tuple[list[list[str]], bool]:
     """The ways the picture of the pass ``last`` (the last that ran) was resized before a node saves it (one taking
     "images", a SaveImage, a PreviewImage, that no node takes from): for each such node, the nodes between that
     resize it (an upscale model's, an image scale's), in the order they ran, [] for none; each way once, in the
-    graph's order. The graph is the same in each PNG it saves: the file may be any of them."""
+    graph's order. And whether a node saves the picture of the first pass ``first`` alone, before the passes after
+    it (a preview of it). The graph is the same in each PNG it saves: the file may be any of them."""
     taken = {up for inputs in graph.nodes.values() for value in inputs.values() if (up := node_id(value))}
     savers = [node for node, inputs in graph.nodes.items() if node not in taken and node_id(inputs.get("images"))
               and not graph.is_sampler(node) and not graph.one_node_pass(node)][:_MAX_SAMPLERS]  # fmt: skip
     ways: list[list[str]] = []
+    first_saved = False
     for saver in savers:
         came_from, passes = graph.walk_up(saver, by=("images",))
         if last in passes:
             way = [node for node in _on_the_way(came_from, last) if graph.resizing(node) is not None]
             if way not in ways:
                 ways.append(way)
-    return ways
+        first_saved = first_saved or (passes == [first] and first != last)  # not beside a later pass's picture
+    return ways, first_saved
 
 
 def _resized_ways(graph: Graph, ways: list[list[str]], before: tuple[int, int] | None) -> tuple[list[Resized], bool]:

@@ -139,12 +139,16 @@ def detailer_passes(what: str, passes: int = 1, size: PassSize | None = None, ag
     return Named(f"{f'{passes} more' if again else f'its {passes}'} detailer passes ({what})", True)
 
 
-def not_restored(named: list[Named], first: str) -> str:
+def not_restored(named: list[Named], first: str, first_saved: bool = False) -> str:
     """What the passes ``named`` (in the order they ran) did is not restored; ``first``: the size new images have
-    (the first pass's)."""
+    (the first pass's). ``first_saved``: the graph saves the first pass's picture too, and the file may be that one
+    (its settings whole): "it may have had" them."""
     are = len(named) > 1 or any(n.several for n in named)
     said = ", ".join(n.text for n in named[:-1]) + " and " + named[-1].text if len(named) > 1 else named[0].text
-    return f"{said} {'are' if are else 'is'} not restored: new images are its first pass, {first}"
+    verb, new = f"{'are' if are else 'is'} not restored", f"new images are its first pass, {first}"
+    if first_saved:
+        return f"it may have had {said}, which {verb} (the graph saves its first pass's picture too): {new}"
+    return f"{said} {verb}: {new}"
 
 
 class Resized(NamedTuple):
