@@ -5,9 +5,15 @@ upscale in A1111/Forge's Extras tab of a ComfyUI image not said at all."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
-from tests.test_comfyui_restore_gaps import FACE, HIRES, HIRES_SAID, USDU, _picture_pass, _png
+from PIL import Image
+from PIL.PngImagePlugin import PngInfo
+
+from gpu.generation.image_metadata import inspect_image
+from tests.test_a1111_restore_gaps import EXTRAS_4X
+from tests.test_comfyui_restore_gaps import FACE, HIRES, HIRES_SAID, USDU, _node, _picture_pass, _png
 
 FIRST = "new images are its first pass, 768x768"
 BEFORE = "which is not restored: new images are its picture before that, 768x768"
@@ -106,3 +112,38 @@ def test_a_graph_that_also_saves_its_first_pass_may_be_that_picture(tmp_path):
     assert _png(tmp_path, "prompt", graph).problems == [HIRES_SAID]
 
 
+def _extras_png(tmp_path, graph: dict[str, Any], postprocessing: str, key: str = "prompt") -> list[str]:
+    """What is said of a ComfyUI PNG (its ``graph`` as ``key``) upscaled in A1111/Forge's Extras tab, which keeps the
+    picture's chunks and adds what it did in a ``postprocessing`` and an ``extras`` chunk."""
+    info = PngInfo()
+    for name, text in ((key, json.dumps(graph)), ("postprocessing", postprocessing), ("extras", postprocessing)):
+        info.add_text(name, text)
+    Image.new("RGB", (8, 8)).save(tmp_path / "extras.png", pnginfo=info)
+    return inspect_image(tmp_path / "extras.png").problems
+
+
+def test_an_extras_upscale_of_a_comfyui_image_is_said(tmp_path):
+    """A ComfyUI image (a ``prompt`` chunk, no ``parameters``) upscaled in A1111/Forge's Extras tab: only the A1111
+    reader was given the Extras chunk, and the upscale was restored without a word."""
+    extras = "Extras: Postprocess upscale by 4, Postprocess upscaler R-ESRGAN 4x+"
+    assert _extras_png(tmp_path, _one_pass(), EXTRAS_4X) == [
+        f"it was upscaled after its pass ({extras}), {BEFORE}"]  # fmt: skip (was: [])
+    assert _extras_png(tmp_path, HIRES, EXTRAS_4X) == [
+        f"{HIRES_FIX} and its upscale after it ({extras}) are not restored: {FIRST}"]  # fmt: skip
+    # after the graph's own upscale: said after it
+    upscaled = _one_pass(**{"31": {"class_type": "ImageUpscaleWithModel", "inputs": {"upscale_model": ["30", 0],
+                            "image": ["8", 0]}}, "9": {"class_type": "SaveImage", "inputs": {"images": ["31", 0]}}})
+    assert _extras_png(tmp_path, upscaled, EXTRAS_4X) == [
+        f"it was upscaled after its pass (ImageUpscaleWithModel with 4x-UltraSharp.pth, then {extras}), {BEFORE}"]
+    # "Scale to" the hires pass's own size (1152x1152): no change worth a word
+    same = "Postprocess upscale to: 1152x1152, Postprocess upscaler: 4x-UltraSharp"
+    assert _extras_png(tmp_path, HIRES, same) == [HIRES_SAID]
+    # a file with only the editor's workflow: said there too
+    workflow = {"nodes": [
+        _node(5, "EmptyLatentImage", [768, 512, 1], []),
+        _node(6, "CLIPTextEncode", ["a harbour at dawn"], []),
+        _node(3, "KSampler", [7, "fixed", 20, 6.5, "euler", "normal", 1.0], [("positive", 1), ("latent_image", 2)]),
+    ], "links": [[1, 6, 0, 3, 1, "CONDITIONING"], [2, 5, 0, 3, 3, "LATENT"]]}  # fmt: skip
+    assert _extras_png(tmp_path, workflow, EXTRAS_4X, key="workflow") == [
+        f"it was upscaled after its pass ({extras}), which is not restored: new images are its picture before that, "
+        "768x512"]  # fmt: skip

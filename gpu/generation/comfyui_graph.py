@@ -19,6 +19,7 @@ from gpu.errors import named_few
 from gpu.generation.comfyui_passes import Graph, first_pass, passes_not_made
 from gpu.generation.comfyui_passes import empty_latent_kind as _empty_latent_kind
 from gpu.generation.comfyui_passes import node_id as _node_id
+from gpu.generation.extras_upscale import ExtrasUpscale
 from gpu.library import snapshot_repo_name
 from gpu.lora.refs import file_stem, finite, lora_ref, lora_stem
 from gpu.safetensors_header import PICKLE_SUFFIXES
@@ -103,13 +104,13 @@ def _link_source(link: Any) -> tuple[Any, Any, Any]:
     return None, None, None
 
 
-def workflow_settings(workflow: Any) -> tuple[dict[str, Any] | None, list[str]]:
+def workflow_settings(workflow: Any, extras: ExtrasUpscale | None = None) -> tuple[dict[str, Any] | None, list[str]]:
     """``read_graph`` of a ComfyUI UI workflow (its JSON value), turned into the ``prompt`` graph's shape:
     the widget values of ComfyUI's own nodes (``_WIDGETS``) by name, a widget fed by a link (a primitive node) as
     that link, reroute nodes passed through. Values of other nodes are left out, so that what is read is what
     ComfyUI ran. With the settings, the damage met on the way (a link id that is no number, a node's inputs that
     are no list): those links and inputs are left out, and saying so beats a vague "could not be read" or a
-    half-read graph."""
+    half-read graph. ``extras``: as ``read_graph``'s."""
     if not isinstance(workflow, dict) or not isinstance(workflow.get("nodes"), list):
         return None, []
     nodes = {str(n["id"]): n for n in workflow["nodes"]
@@ -190,11 +191,11 @@ def workflow_settings(workflow: Any) -> tuple[dict[str, Any] | None, list[str]]:
     if bad_inputs:
         damage.append(f"the inputs of node{'s' * (len(bad_inputs) > 1)} {named_few(bad_inputs)} are not a list")
     problems = [f"its ComfyUI workflow chunk ('workflow') is damaged ({'; '.join(damage)})"] if damage else []
-    settings, left_out = read_graph(graph)
+    settings, left_out = read_graph(graph, extras)
     return settings, problems + left_out
 
 
-def read_graph(graph: Any) -> tuple[dict[str, Any] | None, list[str]]:
+def read_graph(graph: Any, extras: ExtrasUpscale | None = None) -> tuple[dict[str, Any] | None, list[str]]:
     """ComfyUI's node graph (the ``prompt`` chunk's JSON value; None read from one that is no object): the
     settings of its first pass (``comfyui_passes.first_pass``: the sampler that starts from an empty latent), its
     positive and negative prompts followed through the conditioning nodes known to pass them on (with FLUX's
@@ -203,7 +204,8 @@ def read_graph(graph: Any) -> tuple[dict[str, Any] | None, list[str]]:
     (``lora_refs``) and the model its loader loaded (``model``: the file's stem, as ComfyUI's models folder names
     it). Values given by links (a primitive, a string node) are followed. With the settings, what was left out of
     them, as phrases about the file (a LoRA node whose strength is no number; what the graph made besides its
-    first pass, a hires fix or an img2img: ``comfyui_passes.passes_not_made``)."""
+    first pass, a hires fix or an img2img: ``comfyui_passes.passes_not_made``; ``extras``, an upscale in A1111's
+    Extras tab of the picture the graph saved, said after them)."""
     if not isinstance(graph, dict):
         return None, []
     nodes = {str(k): v["inputs"] for k, v in graph.items() if isinstance(v, dict) and isinstance(v.get("inputs"), dict)}
@@ -359,5 +361,5 @@ def read_graph(graph: Any) -> tuple[dict[str, Any] | None, list[str]]:
     if first is not None:  # a hires fix, an img2img: said, with the size new images have
         size = f"{out['width']}x{out['height']}" if "width" in out else "at the size the prompt panel has"
         problems += passes_not_made(passes, samplers, first, size, (out["width"], out["height"]) if "width" in out
-                                    else None)  # fmt: skip
+                                    else None, extras)  # fmt: skip
     return out or None, problems

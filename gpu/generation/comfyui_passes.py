@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+from gpu.generation.extras_upscale import ExtrasUpscale
 from gpu.generation.passes_said import (
     GROWN,
     NOT_TOLD,
@@ -204,13 +205,14 @@ def first_pass(graph: Graph, samplers: list[str]) -> str | None:
     return next((s for s in samplers if not graph.walk_up(s)[1]), samplers[0] if samplers else None)
 
 
-def passes_not_made(graph: Graph, samplers: list[str], first: str, size: str,
-                    dims: tuple[int, int] | None = None) -> list[str]:  # fmt: skip
+def passes_not_made(graph: Graph, samplers: list[str], first: str, size: str, dims: tuple[int, int] | None = None,
+                    extras: ExtrasUpscale | None = None) -> list[str]:  # fmt: skip
     """What the graph did besides its first pass ``first`` (of ``samplers``), said, with the size new images have
     (``size``, the first pass's; ``dims``, its width and height where known): the passes after it, a sampler's or a
     one-node pass's (a hires fix when one ran at a larger size than the first, or a size of another shape: their
     size as far as the graph says it, ``_sizes``; a detailer said as one, ``_named``), and its start from a loaded
-    picture (an img2img that did not make it again whole). [] when it made the image in one pass."""
+    picture (an img2img that did not make it again whole); the resizes of the last pass's picture before a node saves
+    it, and ``extras``, an upscale in A1111's Extras tab after that. [] when it made the image in one pass."""
     one_node = [node for node in graph.nodes if graph.one_node_pass(node)]
     later = _later_passes(graph, (samplers + one_node)[:_MAX_SAMPLERS], first)
     said = []
@@ -218,7 +220,7 @@ def passes_not_made(graph: Graph, samplers: list[str], first: str, size: str,
     # each resize's size beside the picture of the pass before it: the first's, or the last later pass's, where
     # the graph tells it (beside an unknown size, a target size after a hires fix said "resize" of a plain upscale)
     ways, first_saved = _saved_ways(graph, later[-1][0] if later else first, first)
-    resized, saved_before = _resized_ways(graph, ways, pixels(dims, sizes[-1]) if later else dims)
+    resized, saved_before = _resized_ways(graph, ways, pixels(dims, sizes[-1]) if later else dims, extras)
     if later:
         named = _named(graph, later, sizes)
         if resized:
@@ -256,16 +258,20 @@ def _saved_ways(graph: Graph, last: str, first: str) -> tuple[list[list[str]], b
     return ways, first_saved
 
 
-def _resized_ways(graph: Graph, ways: list[list[str]], before: tuple[int, int] | None) -> tuple[list[Resized], bool]:
-    """The ``ways`` (``_saved_ways``) that resized the picture of the last pass (of ``before`` pixels, where known),
-    each in words with how the picture it made compares with that one, each said once; and whether one changed
+def _resized_ways(graph: Graph, ways: list[list[str]], before: tuple[int, int] | None,
+                  extras: ExtrasUpscale | None = None) -> tuple[list[Resized], bool]:  # fmt: skip
+    """The ``ways`` (``_saved_ways``; none: the picture saved as it is) that resized the picture of the last pass
+    (of ``before`` pixels, where known), each then upscaled in A1111's Extras tab (``extras``, where the file says
+    so), each in words with how the picture it made compares with that one, each said once; and whether one changed
     nothing the graph tells (none, a scale to its own size): the file may be that picture too."""
     resized, unchanged = [], False
-    for way in ways:
+    for way in ways or [[]]:
         size = SAME
         for node in way:
             size = _resized(graph, node, size, before)
         what = _resizes_said(graph, way)
+        if extras is not None:
+            what, size = extras.after(what, size, before)
         if size == SAME:
             unchanged = True
         elif all(what != other.what for other in resized):

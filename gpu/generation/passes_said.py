@@ -75,12 +75,19 @@ def pixels(first: tuple[int, int] | None, size: tuple[Side, Side]) -> tuple[int,
 
 def scaled(size: tuple[Side, Side], by: Side) -> tuple[Side, Side]:
     """``size`` scaled by a factor between the bounds ``by`` (a size of 0 stays 0, whatever the factor)."""
+    return resized_by(size, (by, by))
+
+
+def resized_by(size: tuple[Side, Side], by: tuple[Side, Side]) -> tuple[Side, Side]:
+    """``size`` resized by ``by``, a (width, height) of factors between bounds, each side by its own (a resize after
+    another, the second's size as factors of the first's picture; a size of 0 stays 0, whatever the factor)."""
 
     def times(a: float, b: float) -> float:
         return 0.0 if a == 0 or b == 0 else a * b
 
-    width, height = size
-    return (times(width[0], by[0]), times(width[1], by[1])), (times(height[0], by[0]), times(height[1], by[1]))
+    (width, height), (by_width, by_height) = size, by
+    return ((times(width[0], by_width[0]), times(width[1], by_width[1])),
+            (times(height[0], by_height[0]), times(height[1], by_height[1])))  # fmt: skip
 
 
 def ratio(number: float, by: float) -> float:

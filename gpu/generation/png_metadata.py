@@ -34,6 +34,7 @@ from PIL.PngImagePlugin import PngInfo
 
 from gpu.atomic import atomic_path
 from gpu.generation.comfyui_graph import read_graph, workflow_settings
+from gpu.generation.extras_upscale import ExtrasUpscale
 from gpu.generation.passes_said import (
     GROWN,
     NOT_TOLD,
@@ -46,7 +47,6 @@ from gpu.generation.passes_said import (
     not_restored,
     pass_size,
     pixels,
-    ratio,
     resize_after_passes,
     resized_after_its_pass,
     resized_to,
@@ -333,54 +333,37 @@ def _passes_not_made(extra: dict[str, str], out: dict[str, Any], postprocessing:
             named = ", ".join(f"{field} {extra[field]}" for field in _HIRES_NAMED if field in extra) or hires[0]
             hires_size, passes = NOT_TOLD, [later_passes(named, PassSize.NOT_KNOWN)]
         if (after := _extras_upscale(postprocessing, pixels(dims, hires_size))) is not None:
-            passes.append(resize_after_passes([Resized(*after)], saved_before=False, passes=1))
+            passes.append(resize_after_passes([after], saved_before=False, passes=1))
         return [not_restored(passes, first)]
     said = []
     if "Denoising strength" in extra:
         said.append(img2img_not_restored(f"img2img, Denoising strength {extra['Denoising strength']}"))
     if (after := _extras_upscale(postprocessing, dims)) is not None:
-        said.append(resized_after_its_pass([Resized(*after)], saved_before=False, first=first))
+        said.append(resized_after_its_pass([after], saved_before=False, first=first))
     return said
 
 
-def _extras_upscale(postprocessing: str | None, before: tuple[int, int] | None) -> tuple[str, PassSize] | None:
-    """The upscale A1111's Extras tab made of the picture (``postprocessing``: its chunk's text; ``before``: that
-    picture's size in pixels, where known) in words, with how its size compares with that picture's; None where it
-    resized nothing (faces restored only; a "Scale to" the picture's own size)."""
+def read_extras(postprocessing: str | None) -> ExtrasUpscale | None:
+    """The upscale A1111's Extras tab made (``postprocessing``: its chunk's text), None where it made none (faces
+    restored only)."""
     fields = dict(_fields(postprocessing or ""))
     by, to = fields.get("Postprocess upscale by"), fields.get("Postprocess upscale to")
     if by is None and to is None:
         return None
-    size = _extras_size(_factor(by), _wxh(to), _wxh(fields.get("Postprocess crop to")),
-                        _factor(fields.get("Max side length")), before)  # fmt: skip
-    if size == SAME:
+    words = "Extras: " + ", ".join(f"{label} {value}" for label, value in fields.items() if label.startswith(
+        "Postprocess ") or label == "Max side length")  # fmt: skip
+    return ExtrasUpscale(words, _factor(by), _wxh(to), _wxh(fields.get("Postprocess crop to")),
+                         _factor(fields.get("Max side length")))  # fmt: skip
+
+
+def _extras_upscale(postprocessing: str | None, before: tuple[int, int] | None) -> Resized | None:
+    """The upscale A1111's Extras tab made of the picture (``postprocessing``: its chunk's text; ``before``: that
+    picture's size in pixels, where known) in words, with how its size compares with that picture's; None where it
+    resized nothing (faces restored only; a "Scale to" the picture's own size)."""
+    if (extras := read_extras(postprocessing)) is None:
         return None
-    return "Extras: " + ", ".join(f"{label} {value}" for label, value in fields.items() if label.startswith(
-        "Postprocess ") or label == "Max side length"), pass_size(*size)  # fmt: skip
-
-
-def _extras_size(by: float | None, to: tuple[int, int] | None, crop: tuple[int, int] | None, side: float | None,
-                 before: tuple[int, int] | None) -> tuple[Side, Side]:  # fmt: skip
-    """The size of A1111's Extras upscale as factors of the picture it was given (``before``, in pixels), as its
-    Upscale script makes it (scripts/postprocessing_upscale.py): cropped to ``crop``; "Scale to" ``to``, by the
-    larger of its sides' factors, the aspect kept; else "Scale by" ``by``, down to where its longest side is
-    ``side`` (its Max side length, written where that applied). Any size where the file does not tell it."""
-    if crop is not None:
-        return resized_to(*crop, before)
-    known = before is not None and min(before) > 0
-    if to is not None:
-        if not known:
-            return NOT_TOLD
-        factor = max(ratio(to[0], before[0]), ratio(to[1], before[1]))
-    elif by is None:
-        return NOT_TOLD
-    elif side is None:
-        factor = by
-    elif not known:
-        return (0.0, by), (0.0, by)  # at most ``by``: the picture's longest side not known
-    else:
-        factor = min(by, ratio(side, max(before)))
-    return (factor, factor), (factor, factor)
+    what, size = extras.after("", SAME, before)
+    return None if size == SAME else Resized(what, pass_size(*size))
 
 
 def _factor(text: str | None) -> float | None:
@@ -614,15 +597,23 @@ def read_png_text(path: Path | str) -> dict[str, str]:
         return {}
 
 
+def _postprocessing(texts: dict[str, str]) -> str | None:
+    """What A1111's Extras tab did to the picture, as the text chunks ``texts`` say it (``POSTPROCESSING_KEYS``);
+    None where they do not."""
+    return next((texts[key] for key in POSTPROCESSING_KEYS if key in texts), None)
+
+
 # (chunk keyword, what it is, reader) in the order ``inspect_png_file`` tries them: ours is complete, A1111's text
 # lacks our LoRA list, ComfyUI's graph is a best effort, its editor's workflow (values by position) the last resort.
-# A reader takes its chunk's text and all the file's texts (A1111's: what its Extras tab did after, in another chunk).
+# A reader takes its chunk's text and all the file's texts (what A1111's Extras tab did after, in another chunk: it
+# keeps an A1111 image's and a ComfyUI image's chunks alike).
 _SOURCES = (
     (NIBBLE_KEY, "Nibble Studio settings", lambda text, _texts: (_json_or_none(text), [])),
-    (PARAMETERS_KEY, "A1111 parameters", lambda text, texts: read_parameters(text, next(
-        (texts[key] for key in POSTPROCESSING_KEYS if key in texts), None))),  # fmt: skip
-    ("prompt", "ComfyUI prompt graph", lambda text, _texts: read_graph(_json_or_none(text))),
-    ("workflow", "ComfyUI workflow", lambda text, _texts: workflow_settings(_json_or_none(text))),
+    (PARAMETERS_KEY, "A1111 parameters", lambda text, texts: read_parameters(text, _postprocessing(texts))),
+    ("prompt", "ComfyUI prompt graph", lambda text, texts: read_graph(_json_or_none(text), read_extras(
+        _postprocessing(texts)))),  # fmt: skip
+    ("workflow", "ComfyUI workflow", lambda text, texts: workflow_settings(_json_or_none(text), read_extras(
+        _postprocessing(texts)))),  # fmt: skip
 )
 # Why a workflow alone gave nothing: it is what the editor saves, and only the stock nodes' values are read from it.
 _NO_WORKFLOW_SETTINGS = (
