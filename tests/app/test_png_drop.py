@@ -310,3 +310,26 @@ def test_an_a1111_extras_upscale_dropped_says_so(qtbot, tmp_path, window):
         ("notice", "Settings restored from 00012-1234.png, but not all as saved: it was upscaled after its pass "
                    "(Extras: Postprocess upscale by 4, Postprocess upscaler R-ESRGAN 4x+), which is not restored: new "
                    "images are its picture before that, 896x1152.")]  # fmt: skip (was: no notice)
+
+
+def test_a_comfyui_image_upscaled_in_extras_dropped_says_so(qtbot, tmp_path, window):
+    """A ComfyUI image (its ``prompt`` graph, no ``parameters``) upscaled in A1111/Forge's Extras tab, which keeps its
+    chunks: its first pass's settings were restored without a word, only the A1111 reader given what Extras did."""
+    from tests.test_a1111_restore_gaps import EXTRAS_4X
+    from tests.test_comfyui_restore_gaps import HIRES
+
+    graph = {key: node for key, node in HIRES.items() if key not in ("10", "11", "16")}  # no model: no other notice
+    graph["8"] = {"class_type": "VAEDecode", "inputs": {"samples": ["3", 0], "vae": ["16", 2]}}
+    info = PngInfo()
+    for key, text in (("prompt", json.dumps(graph)), ("postprocessing", EXTRAS_4X), ("extras", EXTRAS_4X)):
+        info.add_text(key, text)
+    Image.new("RGB", (8, 8)).save(tmp_path / "00013.png", pnginfo=info)
+    state = window.controller.prompt
+    shown: list = []
+    window.controller.error.connect(shown.append)
+    _drop(window.prompt_panel, tmp_path / "00013.png")
+    assert (state.prompt, state.steps, state.width, state.height) == ("a bottle with a galaxy inside", 12, 768, 768)
+    assert [(e.kind, e.message) for e in shown] == [
+        ("notice", "Settings restored from 00013.png, but not all as saved: it was upscaled after its pass (Extras: "
+                   "Postprocess upscale by 4, Postprocess upscaler R-ESRGAN 4x+), which is not restored: new images "
+                   "are its picture before that, 768x768.")]  # fmt: skip (was: no notice)
