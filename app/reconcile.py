@@ -38,7 +38,6 @@ import functools
 import logging
 import math
 import os
-import re
 import sqlite3
 import threading
 import time
@@ -75,6 +74,7 @@ from app.import_dates import ImportDates
 from app.observable import Prop
 from app.store import PromptRecord, Recovery, Store, prompt_of
 from app.trash_names import another_picture
+from app.valid_text import storable
 from app.wording import counted, were
 from gpu.errors import named_few
 from gpu.generation.png_metadata import PNG_SIGNATURE, UNBUFFERED, inspect_png_file
@@ -91,7 +91,6 @@ _DONE_SHOWN_MS = 15_000  # how long "N images imported" stays in the status bar
 # wait in Qt's event queue (memory; all of it dropped at a quit). One committed while the next waits keeps the
 # Qt thread busy and the disk reading.
 _IN_FLIGHT = 2
-_SURROGATES = re.compile("[\ud800-\udfff]")
 
 # (path, settings, created, file size, file SHA-256): a row of ``Store.add_images``.
 ImportRow = tuple[str, dict[str, Any], float, int, None]
@@ -441,19 +440,6 @@ def flag_gone_files(store: Store, data: DataDir, gone: Iterable[str]) -> list[st
         store.set_missing([r.id for r in records], True)
         log.info("%d gallery picture(s) no longer in the images folder: flagged missing", len(records))
     return [r.path for r in records]
-
-
-def storable(value: Any) -> Any:
-    """``value`` (read from a PNG's JSON) with each lone surrogate (JSON's "\\ud800", which other programs write)
-    made U+FFFD, the replacement character: the database takes UTF-8 text only, and one such prompt made its whole
-    batch fail, at every start."""
-    if isinstance(value, str):
-        return _SURROGATES.sub("\ufffd", value)
-    if isinstance(value, dict):
-        return {storable(key): storable(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [storable(item) for item in value]
-    return value
 
 
 def read_new_file(rel: str, path: str) -> ImportRow | None:

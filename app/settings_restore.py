@@ -16,8 +16,8 @@ from app.image_files import inspect_image_settings
 from app.lora_hash_search import LoraHashSearch
 from app.model_library import ModelLibrary
 from app.model_list_state import usable
-from app.reconcile import storable
 from app.store import ImageRecord
+from app.valid_text import storable
 from app.wording import counted, were
 from gpu.errors import named_few
 from gpu.generation.image_metadata import kind_by_name
@@ -247,7 +247,7 @@ class SettingsRestore:
 
 def _valid_texts(settings: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
     """``settings`` with each lone surrogate in its prompts (JSON's "\\ud83d", half an emoji, which other programs
-    write) made U+FFFD, as the gallery stores them (``app.reconcile.storable``), and a note for each prompt that
+    write) made U+FFFD, as the gallery stores them (``app.valid_text.storable``), and a note for each prompt that
     held one. Kept, the prompt box dropped the character unsaid, the token counter raised, and the job failed."""
     notes = []
     for key, name in (("prompt", "prompt"), ("negative_prompt", "negative prompt")):

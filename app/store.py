@@ -18,6 +18,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from app.valid_text import storable
+
 # Each entry upgrades the schema from version i to i + 1. Never edit a shipped entry: append a new one.
 _MIGRATIONS: list[list[str]] = [
     [
@@ -383,12 +385,31 @@ def _stored_seed(settings: str) -> StoredSeed | None:
 
 
 def _settings(text: str) -> dict[str, Any]:
-    """A row's stored settings; {} for text that is no JSON object."""
+    """A row's stored settings; {} for text that is no JSON object. A lone surrogate in them (a row an earlier
+    version stored: JSON's "\\ud83d" reads as one) is U+FFFD here, as new rows store it (``_stored_settings``): the
+    stored text is left as it is, and its key, the metadata pane and Reuse get valid text."""
     try:
         parsed = json.loads(text)
     except ValueError:
         return {}
-    return parsed if isinstance(parsed, dict) else {}
+    if not isinstance(parsed, dict):
+        return {}
+    return storable(parsed) if _ESCAPED_SURROGATE.search(text) else parsed
+
+
+# A lone surrogate's JSON escape. Stored settings are ASCII (``json.dumps``): a surrogate is in them only so, and the
+# settings of a row without one are not walked (a migration reads every row's).
+_ESCAPED_SURROGATE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def _stored_settings(settings: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    """(``settings`` as a row stores them, their JSON text): each lone surrogate in their text U+FFFD
+    (``app.valid_text``), which SQLite refused with UnicodeEncodeError (the image was not added to the gallery)."""
+    text = json.dumps(settings)
+    if _ESCAPED_SURROGATE.search(text):
+        settings = storable(settings)
+        text = json.dumps(settings)
+    return settings, text
 
 
 class Store:
@@ -521,6 +542,7 @@ class Store:
         ``favorites``: the paths among them that are starred; ``prompts``: merged into the history
         (``_merge_prompts``). Both for a re-import after a damaged database, in the same commit as the rows:
         an import cut short never leaves an image without the star or the history entry it came back with."""
+        rows = [(path, *_stored_settings(settings), *facts) for path, settings, *facts in images]
         with self._transaction():
             self._db.executemany(
                 "INSERT INTO images (path, prompt, settings, created, file_size, file_sha256, favorite, search_key, "
@@ -529,9 +551,9 @@ class Store:
                 "favorite = excluded.favorite, prompt = excluded.prompt, search_key = excluded.search_key, "
                 "seed = excluded.seed, settings = excluded.settings, created = excluded.created, "
                 "file_size = excluded.file_size, file_sha256 = excluded.file_sha256",
-                [(path, prompt_of(settings), json.dumps(settings), created, size, sha, int(path in favorites),
+                [(path, prompt_of(settings), text, created, size, sha, int(path in favorites),
                   image_key(prompt_of(settings), settings), seed_of(settings))
-                 for path, settings, created, size, sha in images],
+                 for path, settings, text, created, size, sha in rows],
             )  # fmt: skip
             self._merge_prompts(prompts)
 
@@ -740,7 +762,7 @@ class Store:
         The entry is read back by its texts, through their unique index, in the same transaction: looked up with
         ``prompts(text)`` it cost a scan of every entry (7-14 ms with 20,000 prompts, at every Generate). Not with
         ``RETURNING``: that needs SQLite 3.35, and a Python 3.10+ may link an older one (RHEL 9's: 3.34)."""
-        prompt, negative_prompt = prompt.strip(), negative_prompt.strip()
+        prompt, negative_prompt = storable(prompt).strip(), storable(negative_prompt).strip()  # see ``_merge_prompts``
         if not prompt:
             return None
         when = time.time() if when is None else when
@@ -802,13 +824,14 @@ class Store:
 
     def _merge_prompts(self, records: Iterable[PromptRecord]) -> None:
         """Adds prompts back (those of images re-imported after a lost database), merging with what is there,
-        inside the caller's transaction."""
+        inside the caller's transaction. A lone surrogate in them is U+FFFD (``app.valid_text``), as in the rows."""
+        texts = ((storable(r.prompt).strip(), storable(r.negative_prompt).strip(), r) for r in records)
         self._db.executemany(
             "INSERT INTO prompts (prompt, negative_prompt, search_key, uses, last_used) "
             "VALUES (?1, ?2, prompt_key(?1, ?2), ?3, ?4) "
             "ON CONFLICT (prompt, negative_prompt) DO UPDATE SET uses = uses + excluded.uses, "
             "last_used = MAX(last_used, excluded.last_used)",
-            [(r.prompt.strip(), r.negative_prompt.strip(), r.uses, r.last_used) for r in records if r.prompt.strip()],
+            [(prompt, negative_prompt, r.uses, r.last_used) for prompt, negative_prompt, r in texts if prompt],
         )
 
     def clear_prompts(self) -> None:
