@@ -465,12 +465,14 @@ _CUT_SHORT = "the file ends inside it (cut short)"
 
 @dataclass
 class _PngText:
-    """What ``_text_chunks`` found: keyword -> text, keyword -> why its chunk cannot be read, and the type of the
-    chunk other than text the file ends inside ("" when none: the file is whole)."""
+    """What ``_text_chunks`` found: keyword -> text, keyword -> why its chunk cannot be read, the type of the
+    chunk other than text the file ends inside ("" when none: the file is whole), and the keywords of the iTXt chunks
+    whose text holds bytes that are not UTF-8 (read as U+FFFD)."""
 
     texts: dict[str, str] = field(default_factory=dict)
     damaged: dict[str, str] = field(default_factory=dict)
     cut_in: str = ""
+    not_utf8: set[str] = field(default_factory=set)
 
 
 def _inflate(packed: bytes) -> bytes | None:
@@ -485,19 +487,26 @@ def _inflate(packed: bytes) -> bytes | None:
     return text
 
 
-def _chunk_text(kind: bytes, rest: bytes) -> str | None:
-    """The text of a tEXt, zTXt or iTXt chunk, given its body after the keyword; None when it unpacks to more than
-    ``MAX_TEXT_BYTES``."""
+def _chunk_text(kind: bytes, rest: bytes) -> tuple[str | None, bool]:
+    """The text of a tEXt, zTXt or iTXt chunk, given its body after the keyword (None when it unpacks to more than
+    ``MAX_TEXT_BYTES``), and whether it is an iTXt chunk's that holds bytes that are not UTF-8. Those are read as
+    U+FFFD, the rest as written: a writer that cut an emoji in two left such a byte, and the whole chunk was taken for
+    damaged, the picture's settings lost."""
     if kind == b"tEXt":
-        return decode_text(rest)
+        return decode_text(rest), False
     if kind == b"zTXt":
         text = _inflate(rest[1:])
-        return None if text is None else decode_text(text)
+        return (None if text is None else decode_text(text)), False
     compressed = rest[0] == 1
     _lang, _, rest = rest[2:].partition(b"\0")
     _translated, _, text = rest.partition(b"\0")
     text = _inflate(text) if compressed else text
-    return None if text is None else text.decode("utf-8")
+    if text is None:
+        return None, False
+    try:
+        return text.decode("utf-8"), False
+    except UnicodeDecodeError:
+        return text.decode("utf-8", "replace"), True
 
 
 def _text_chunks(f: BinaryIO) -> _PngText:
@@ -536,14 +545,16 @@ def _text_chunks(f: BinaryIO) -> _PngText:
             found.damaged[key] = "its checksum does not match (the file was changed or damaged)"
             continue
         try:
-            text = _chunk_text(kind, rest)
-        except (zlib.error, UnicodeDecodeError, IndexError):
+            text, not_utf8 = _chunk_text(kind, rest)
+        except (zlib.error, IndexError):
             found.damaged[key] = "its text cannot be decoded"  # one damaged chunk should not hide the others
             continue
         if text is None:
             found.damaged[key] = f"its text is over {MAX_TEXT_BYTES >> 20} MB unpacked: not read"
         else:
             found.texts[key] = text
+            if not_utf8:
+                found.not_utf8.add(key)
     return found
 
 
@@ -633,6 +644,9 @@ def inspect_png_file(f: BinaryIO) -> ImageSettings:
             problems.append(f"its {what} chunk ('{key}') cannot be read: {found.damaged[key]}")
         if key not in found.texts:
             continue
+        if key in found.not_utf8:
+            problems.append(f"its {what} chunk ('{key}') holds bytes that are not UTF-8 (a character cut in two): "
+                            "each is read as \ufffd")  # fmt: skip
         settings, left_out = read(found.texts[key], found.texts)
         if isinstance(settings, dict) and settings:
             return ImageSettings(settings, problems + left_out)
