@@ -8,17 +8,20 @@ pointing at a half-written file; ``app.reconcile`` repairs the first case at sta
 from __future__ import annotations
 
 import json
+import logging
 import re
 import sqlite3
 import time
 import unicodedata
-from collections.abc import Container, Iterable
+from collections.abc import Callable, Container, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 from app.valid_text import storable
+
+log = logging.getLogger(__name__)
 
 # Each entry upgrades the schema from version i to i + 1. Never edit a shipped entry: append a new one.
 _MIGRATIONS: list[list[str]] = [
@@ -412,6 +415,21 @@ def _stored_settings(settings: dict[str, Any]) -> tuple[dict[str, Any], str]:
     return settings, text
 
 
+class UpgradeFailed(sqlite3.OperationalError):
+    """The upgrade of a database of an earlier schema (``version``) to this version's failed, in its one commit: the
+    database is as it was. ``reason``: why, in words (``Store._why_failed``). Its SQLite error code is the one of the
+    error behind it (``app.store_recovery`` tells a damaged file, or one it may not write, by it)."""
+
+    def __init__(self, version: int, reason: str, cause: sqlite3.Error) -> None:
+        super().__init__(reason)
+        self.version, self.reason = version, reason
+        self.sqlite_errorcode = getattr(cause, "sqlite_errorcode", None)
+
+
+# What SQLite says of a function of ours that raised, and of one whose arguments Python could not make text of
+_FUNCTION_RAISED = "user-defined function raised exception"
+
+
 class Store:
     def __init__(self, path: Path, recovering: Salvaged | None = None) -> None:
         """``recovering``: the database replaces a lost one, whose images are imported again; what was read back
@@ -422,10 +440,10 @@ class Store:
         # The stored keys are written with these (by the writes and by the migration that fills an older
         # database's). If ``search_key``, ``image_key`` or ``seed_of`` ever changes, a new migration must recompute
         # them: searches compare against what is stored.
-        self._db.create_function("search_key", 1, search_key, deterministic=True)
-        self._db.create_function("prompt_key", 2, _prompt_key, deterministic=True)
-        self._db.create_function("image_key", 2, _stored_image_key, deterministic=True)
-        self._db.create_function("image_seed", 1, _stored_seed, deterministic=True)
+        self._function_error: Exception | None = None  # what one of them raised last (``_kept_error``)
+        for name, arguments, function in (("search_key", 1, search_key), ("prompt_key", 2, _prompt_key),
+                                          ("image_key", 2, _stored_image_key), ("image_seed", 1, _stored_seed)):
+            self._db.create_function(name, arguments, self._kept_error(function), deterministic=True)
         try:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
@@ -437,6 +455,30 @@ class Store:
 
     def close(self) -> None:
         self._db.close()
+
+    def _kept_error(self, function: Callable[..., Any]) -> Callable[..., Any]:
+        """``function`` as SQLite calls it, keeping what it raises: SQLite says only "user-defined function raised
+        exception", and a failed upgrade names the real cause (``_why_failed``)."""
+
+        def call(*args: Any) -> Any:
+            try:
+                return function(*args)
+            except Exception as exc:
+                self._function_error = exc
+                raise
+
+        return call
+
+    def _why_failed(self, exc: sqlite3.Error) -> str:
+        """Why a statement that computes stored values failed with ``exc``, in words: what our function raised; the
+        text of a row that Python could not read (SQLite's words are the same then, and no function of ours ran);
+        else SQLite's own words."""
+        if (raised := self._function_error) is not None:
+            return f"the search key of one of its rows could not be computed ({type(raised).__name__}: {raised})"
+        if str(exc) == _FUNCTION_RAISED:
+            return "the search key of one of its rows could not be computed: the row holds text that is not valid " \
+                "UTF-8 (written by another program)"  # fmt: skip
+        return str(exc)
 
     def check(self) -> None:
         """Raises ``sqlite3.DatabaseError`` if the file is damaged. ``quick_check`` reads each page once (fast at
@@ -460,6 +502,18 @@ class Store:
             )
         if version == SCHEMA_VERSION and recovering is None:
             return
+        self._function_error = None
+        try:
+            self._upgrade(version, recovering)
+        except sqlite3.Error as exc:
+            if version == 0:  # a new database: none to upgrade
+                raise
+            log.error("upgrading the gallery database %s from schema %d failed", self.path, version,
+                      exc_info=self._function_error or exc)  # fmt: skip
+            raise UpgradeFailed(version, self._why_failed(exc), exc) from exc
+
+    def _upgrade(self, version: int, recovering: Salvaged | None) -> None:
+        """``_migrate``'s one commit, from the schema ``version``."""
         with self._transaction():
             values: set[str] = set()  # the stored search values the steps compute again: once, after them
             for index in range(version, SCHEMA_VERSION):

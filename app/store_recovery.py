@@ -28,7 +28,7 @@ from pathlib import Path
 from app.data_dir import DataDir
 from app.engine_errors import StartupRefused
 from app.image_files import holds_png
-from app.store import PromptRecord, Salvaged, Store
+from app.store import SCHEMA_VERSION, PromptRecord, Salvaged, Store, UpgradeFailed
 from gpu.damaged_files import move_aside
 
 log = logging.getLogger(__name__)
@@ -36,6 +36,10 @@ log = logging.getLogger(__name__)
 # SQLite's files beside the database move with it: a stale journal beside a fresh database could be replayed into it.
 JOURNAL_FILES = ("-wal", "-shm", "-journal")
 _DAMAGED_CODES = (11, 26)  # SQLITE_CORRUPT, SQLITE_NOTADB (primary codes; literal for Python 3.10)
+# A file SQLite could not reach or write: SQLITE_PERM, _BUSY, _LOCKED, _READONLY, _IOERR, _FULL, _CANTOPEN; and their
+# words, for a Python without the codes (3.10)
+_ACCESS_CODES = (3, 5, 6, 8, 10, 13, 14)
+_ACCESS_WORDS = ("permission", "locked", "readonly", "read-only", "disk i/o", "full", "unable to open")
 
 
 @dataclass
@@ -75,7 +79,33 @@ def _open_checked(path: Path, recovering: Salvaged | None = None) -> Store:
     return store
 
 
+def _refused(path: Path, exc: sqlite3.Error) -> StoreUnavailable:
+    """Why the database at ``path`` cannot be used, for a SQLite error ``exc`` that is no damage, in words that fit
+    its cause: its folder and disk are named only where SQLite could not reach or write the file. An upgrade that
+    failed on a row's text was blamed on them ("check that the folder is writable"), which it was."""
+    if _access_error(exc):
+        return _unavailable(path, exc)
+    if isinstance(exc, UpgradeFailed):
+        return StoreUnavailable(
+            f"The gallery database {path} could not be upgraded from schema {exc.version} to schema {SCHEMA_VERSION} "
+            f"(this version's): {exc.reason}.",
+            "Nothing in it was changed, and the Nibble Studio that last used it still opens it. The log file has the "
+            "details; or start Nibble Studio with another data folder (--data-dir PATH).")  # fmt: skip
+    return StoreUnavailable(f"The gallery database {path} cannot be opened: {exc}.",
+                            "Nothing in it was changed. The log file has the details; or start Nibble Studio with "
+                            "another data folder (--data-dir PATH).")  # fmt: skip
+
+
+def _access_error(exc: sqlite3.Error) -> bool:
+    """Whether SQLite failed with ``exc`` because it could not reach or write the file (``_ACCESS_CODES``)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in _ACCESS_CODES
+    return any(words in str(exc.__cause__ or exc).lower() for words in _ACCESS_WORDS)
+
+
 def _unavailable(path: Path, reason: object) -> StoreUnavailable:
+    """``StoreUnavailable`` for a database its folder or disk keeps from being opened or made, for ``reason``."""
     return StoreUnavailable(
         f"The gallery database {path} cannot be opened: {reason}.",
         f"Check that the folder {path.parent} exists and is writable, and that its disk is healthy and not full; "
@@ -108,7 +138,7 @@ def open_store(path: Path, images: Path | None = None) -> OpenedStore:
             return OpenedStore(_open_checked(path), journals=journals)
         except sqlite3.Error as exc:
             if not is_damaged(exc):
-                raise _unavailable(path, exc) from exc
+                raise _refused(path, exc) from exc
             damage, why = str(exc), f"it is damaged ({exc})"
         except RuntimeError as exc:  # written by a newer version: keep it untouched for that version
             raise StoreUnavailable(
@@ -132,7 +162,9 @@ def open_store(path: Path, images: Path | None = None) -> OpenedStore:
                 raise
             log.exception("the history and favorites read back from %s could not be kept", kept)
             store = _open_checked(path, ([], set()))
-    except (sqlite3.Error, OSError) as exc:
+    except sqlite3.Error as exc:
+        raise _refused(path, exc) from exc
+    except OSError as exc:
         raise _unavailable(path, exc) from exc
     return OpenedStore(store, kept, damage, journals)
 
