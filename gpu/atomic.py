@@ -181,22 +181,28 @@ def scratch_prefix(target: Path) -> str:
     return "." + hashlib.sha256(os.fsencode(target.name)).hexdigest()[:8] + "."
 
 
-def remove_stale_temps(target: Path | str) -> None:
-    """Deletes the temp folders (and, from older versions, temp files) ``atomic_path`` left beside ``target``
-    when a write of it was killed (``kill -9``, power loss: no ``finally`` ran). Only for a target whose writer
-    is known to be dead, e.g. a rerun that resumes it; other files beside it are never touched (another
-    target's scratch folder has another tag)."""
+def stale_temps(target: Path | str) -> list[Path]:
+    """The temp folders (and, from older versions, temp files) ``atomic_path`` left beside ``target`` when a write
+    of it was killed (``kill -9``, power loss: no ``finally`` ran), or is writing now: only a caller that knows the
+    writer is dead may take them for stale. Never a link; other files beside ``target`` are never among them
+    (another target's scratch folder has another tag)."""
     target = Path(target)
     ours = re.escape(scratch_prefix(target))
     older = re.escape(f".{target.name}.")  # the scratch names of versions before the tag
     own = re.compile(rf"^({ours}|{older})\w{{8}}{re.escape(_TEMP_SUFFIX)}$")  # mkdtemp's 8 characters
     with output_errors(target):
-        for f in target.parent.iterdir() if target.parent.is_dir() else []:
-            if not own.match(f.name) or f.is_symlink():
-                continue
+        found = target.parent.iterdir() if target.parent.is_dir() else []
+        return [f for f in found if own.match(f.name) and not f.is_symlink() and (f.is_dir() or f.is_file())]
+
+
+def remove_stale_temps(target: Path | str) -> None:
+    """Deletes the ``stale_temps`` of ``target``. Only for a target whose writer is known to be dead, e.g. a rerun
+    that resumes it (under the output's lock)."""
+    with output_errors(target):
+        for f in stale_temps(target):
             if f.is_dir():
                 shutil.rmtree(f)
-            elif f.is_file():
+            else:
                 f.unlink(missing_ok=True)
 
 

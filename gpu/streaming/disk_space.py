@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
+from gpu.atomic import stale_temps
 from gpu.checkpoint.skeleton import replace_linears
 from gpu.errors import OutputError
 from gpu.modules.layer_spec import spec_for
@@ -98,6 +99,21 @@ def folder_usage(folder: Path) -> tuple[int, float]:
             total += st.st_size if path != root else 0
             newest = max(newest, st.st_mtime)
     return total, newest
+
+
+def unpublished_bytes(out_path: Path) -> int:
+    """Bytes of what a run killed while it wrote the model file ``out_path`` left beside it (``stale_temps``: the
+    file in its scratch folder, as big as the model), which the next run on ``out_path`` deletes before it writes,
+    and the deletion of the unfinished run with its parts folder (``gpu.streaming.unfinished``)."""
+    return sum(folder_usage(p)[0] if p.is_dir() else _file_size(p) for p in stale_temps(out_path))
+
+
+def _file_size(path: Path) -> int:
+    """The size of the file ``path`` by ``lstat``; 0 once it is gone."""
+    try:
+        return path.lstat().st_size
+    except FileNotFoundError:
+        return 0
 
 
 # What a run deletes before it writes, said with the space that frees (``check_free_space``).

@@ -212,8 +212,9 @@ def _read_parts_folder(parts: Path, out_path: Path, run: RunInputs) -> tuple[dic
                           "to start over with this --out, add --no-resume (which deletes that folder) or delete it "
                           "yourself; or choose another --out, and delete the folder once it is of no use")  # fmt: skip
     stale = parts.exists() and not resumes(manifest, run.key)
+    # A kill during the final write left one, as big as the model: its parts folder may have been deleted since
+    remove_stale_temps(out_path)
     if parts.exists():
-        remove_stale_temps(out_path)  # a kill during the final write left one, as big as the model
         for folder in SCRATCH_FOLDERS:  # a killed run's spilled inputs (GiBs): before recording samples needs room
             remove_scratch(parts / folder)
     return manifest, stale

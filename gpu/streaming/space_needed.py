@@ -21,6 +21,7 @@ from gpu.streaming.disk_space import (
     check_free_space,
     folder_usage,
     head_bytes,
+    unpublished_bytes,
 )
 from gpu.streaming.parts_folder import SCRATCH_FOLDERS, check_parts_folder, not_a_folder, parts_dir, read_manifest
 from gpu.streaming.replaced_parts import deleted_for
@@ -44,15 +45,25 @@ def check_disk_space(source: str | Path, out_path: Path | str, config: QuantizeC
     parts = parts_dir(out_path)
     check_parts_folder(parts)
     manifest = read_manifest(parts)
+    # The model file a run was killed writing, in its scratch folder (hidden, as big as the model), which the run
+    # deletes before its own check: counted as taken, a resume that fit was refused, the space unaccounted for.
+    unpublished = unpublished_bytes(out_path)
     if parts.exists() and not resumes(manifest, run.key):
         need = space_needed(run, config, transformer_blocks(run.src), {}, None, False, dtype)
-        check_free_space(out_path.parent, need, folder_usage(parts)[0], deleted_for(manifest, run.key))
+        freed_by = deleted_for(manifest, run.key) + (f", and {_UNPUBLISHED}" if unpublished else "")
+        check_free_space(out_path.parent, need, folder_usage(parts)[0] + unpublished, freed_by)
         return
     need = space_needed(run, config, transformer_blocks(run.src), manifest, kept_samples(parts, manifest), False,
                          dtype)  # fmt: skip
     # A killed run's spilled inputs, which the run deletes before its check.
     scratch = sum(folder_usage(parts / folder)[0] for folder in SCRATCH_FOLDERS if not not_a_folder(parts / folder))
-    check_free_space(out_path.parent, need, scratch, "deleting the block inputs a stopped run spilled to disk")
+    left = " and ".join(words for words, size in ((_SPILLED, scratch), (_UNPUBLISHED, unpublished)) if size)
+    check_free_space(out_path.parent, need, scratch + unpublished, f"deleting {left or _SPILLED}")
+
+
+# What a stopped or killed run left that the next run deletes before it writes, as the disk space refusal says it.
+_SPILLED = "the block inputs a stopped run spilled to disk"
+_UNPUBLISHED = "the model file a killed run did not finish writing"
 
 
 def space_needed(run: RunInputs, config: QuantizeConfig, blocks: list[tuple[str, int]], manifest: dict,
