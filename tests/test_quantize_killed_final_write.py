@@ -101,6 +101,22 @@ def test_the_disk_space_a_killed_model_write_holds_counts_as_free_for_the_run_th
     assert sorted(p.name for p in models.iterdir()) == [out.name]
 
 
+def test_deleting_an_unfinished_run_killed_as_it_wrote_its_model_deletes_its_scratch_too(killed_models, tmp_path):
+    """Unfinished runs… listed the run with its parts folder's size and deleted that folder only: the scratch of
+    the model file, as big as the model (GiBs for FLUX.1), stayed hidden in the app's models folder for good. It is
+    counted in the run's size and deleted with it; the lock file beside the output goes as ever."""
+    from gpu.streaming.unfinished import delete_unfinished_run, unfinished_runs
+
+    models = tmp_path / "models"
+    shutil.copytree(killed_models, models)
+    out = models / "m.safetensors"
+    [scratch] = _scratch(out)
+    [run] = unfinished_runs(models)
+    assert run.size_bytes == folder_usage(parts_dir(out))[0] + folder_usage(scratch)[0]
+    delete_unfinished_run(run.parts)
+    assert [p.name for p in models.iterdir() if p.name != f".{out.name}.lock"] == []
+
+
 def test_a_run_deletes_the_scratch_a_killed_model_write_left_once_its_parts_folder_is_gone(killed_models, tmp_path):
     """Its parts folder deleted by an earlier version's Unfinished runs… (which left the scratch), the next run into
     that name deleted that scratch only where it found a parts folder: it stayed beside the new model for good."""

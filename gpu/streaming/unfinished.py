@@ -7,10 +7,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from gpu.atomic import remove_stale_temps
 from gpu.errors import OutputBusy, OutputError, named_few
 from gpu.os_errors import os_error_of, own_remedy
 from gpu.output_lock import output_lock
-from gpu.streaming.disk_space import folder_usage
+from gpu.streaming.disk_space import folder_usage, unpublished_bytes
 from gpu.streaming.parts_folder import PARTS_SUFFIX, blocks_kept, delete_parts, foreign_entries, not_a_folder
 from gpu.streaming.resume import ResumeKey, differs_from, resumes_from
 
@@ -20,7 +21,7 @@ class UnfinishedRun:
     """The parts folder of a run that did not finish (stopped, failed or killed), as ``unfinished_runs`` lists it."""
 
     parts: Path
-    size_bytes: int  # its files, spilled block inputs included
+    size_bytes: int  # its files, spilled block inputs included, and a model file it was killed writing
     modified: float  # when it was last written, in seconds since the epoch
     blocks_done: int  # the finished blocks its manifest records
     resumes: bool | None  # whether a run with the resume key ``unfinished_runs`` was given resumes from it
@@ -29,7 +30,12 @@ class UnfinishedRun:
     @property
     def output(self) -> Path:
         """The model file the run writes."""
-        return self.parts.with_name(self.parts.name[: -len(PARTS_SUFFIX)])
+        return output_of(self.parts)
+
+
+def output_of(parts: Path) -> Path:
+    """The model file whose run keeps its parts in the folder ``parts`` (``parts_dir(out)``)."""
+    return parts.with_name(parts.name[: -len(PARTS_SUFFIX)])
 
 
 def unfinished_runs(folder: Path, key: ResumeKey | None = None) -> list[UnfinishedRun]:
@@ -44,6 +50,7 @@ def unfinished_runs(folder: Path, key: ResumeKey | None = None) -> list[Unfinish
         except OutputError:  # unreadable
             continue
         size, modified = folder_usage(parts)
+        size += unpublished_bytes(output_of(parts))  # deleted with it
         resumes = None if key is None else resumes_from(parts, key) is True
         differs = differs_from(parts, key) if key is not None and not resumes else ""
         runs.append(UnfinishedRun(parts, size, modified, blocks_kept(parts), resumes, differs))
@@ -56,11 +63,13 @@ def delete_unfinished_run(parts: Path) -> None:
     ``out`` (a finished model of that name) is never touched. ``OutputBusy`` while a run, in this process or
     another, holds ``out``'s lock (``quantize_model``); ``OutputError`` for what is no parts folder of the
     engine's: a file or link of that name, a folder holding files the engine does not write there; and for a folder
-    that cannot be changed (``_folder_unchanged``: read-only, its rights)."""
+    that cannot be changed (``_folder_unchanged``: read-only, its rights). With the folder goes the model file the
+    run was killed writing, if it was (``gpu.atomic.stale_temps``: hidden beside ``out``, as big as the model)."""
     if not parts.name.endswith(f".safetensors{PARTS_SUFFIX}"):
         raise OutputError(f"{parts} is not the folder of an unfinished quantize run")
     try:
-        with output_lock(parts.with_name(parts.name[: -len(PARTS_SUFFIX)]), "quantize run"):
+        out = output_of(parts)
+        with output_lock(out, "quantize run"):
             if not (parts.exists() or parts.is_symlink()):
                 return  # deleted meanwhile (another window, the run it belonged to finished)
             if not_a_folder(parts):
@@ -73,6 +82,9 @@ def delete_unfinished_run(parts: Path) -> None:
             if left is not None:
                 hint = "" if left.not_a_folder else "delete it yourself" if not left.foreign else "move them elsewhere"
                 raise OutputError(left.words(), hint)
+            # The model file the run was killed writing (as big as the model, hidden beside it), of no use without
+            # the parts: it stayed in the models folder for good. Its writer is dead: the lock is held here.
+            remove_stale_temps(out)
     except OutputBusy as busy:
         raise OutputBusy(str(busy), "wait for that run to end, or stop it") from None
     except OutputError as err:
