@@ -42,6 +42,7 @@ from gpu.checkpoint.verified import verify_checkpoint_once
 from gpu.errors import OutputAppeared, OutputError, UserError
 from gpu.generation.pipeline_loader import default_device, quiet_libraries, runtime_dtype
 from gpu.library import ModelLibrary
+from gpu.output_folders import make_folders, missing_folders, remove_empty_folders
 from gpu.output_lock import OutputClaim, output_lock
 from gpu.quantizer.config import PartsToReplace, QuantizeConfig, QuantizeEvent, emitter, raise_if_cancelled
 from gpu.quantizer.in_memory import base_record
@@ -281,19 +282,25 @@ def _start_parts_folder(parts: Path, manifest: dict, run: RunInputs, config: Qua
                         recorded: list[CalibSample] | None, prompts_n: int) -> dict:  # fmt: skip
     """Makes the parts folder and writes its manifest (``manifest``, or a new one when empty), with the samples the
     run ``recorded`` saved and recorded in it (None: those it keeps) -> the manifest. Blocks made from other
-    samples than those recorded are dropped from it: they are not this model's."""
-    with output_errors(parts):
-        parts.mkdir(parents=True, exist_ok=True)
-    if not manifest:
-        manifest = {"key": run.key.key, "engine": ENGINE_VERSION, "tool": __version__, "settings": run.key.settings,
-                    "done": {}, "layers": {}, **base_pipeline_record(run, config)}  # fmt: skip
-    if recorded is not None:
-        digest = save_samples(parts / SAMPLES, recorded)
-        if manifest.get("samples", {}).get("sha256") != digest:
-            manifest["done"], manifest["layers"] = {}, {}  # blocks made from other samples are not this model's
-        # The count goes in with the digest, in one manifest write: a kill in between cannot lose it.
-        manifest["samples"] = {"sha256": digest, "prompts": prompts_n}
-    write_manifest(parts, manifest)
+    samples than those recorded are dropped from it: they are not this model's. A folder made here goes again while
+    empty when these writes fail (a full disk): Unfinished runs… listed it, a run of nothing."""
+    made = missing_folders(parts)
+    try:
+        with output_errors(parts):
+            make_folders(made)
+        if not manifest:
+            manifest = {"key": run.key.key, "engine": ENGINE_VERSION, "tool": __version__,
+                        "settings": run.key.settings, "done": {}, "layers": {}, **base_pipeline_record(run, config)}
+        if recorded is not None:
+            digest = save_samples(parts / SAMPLES, recorded)
+            if manifest.get("samples", {}).get("sha256") != digest:
+                manifest["done"], manifest["layers"] = {}, {}  # blocks made from other samples are not this model's
+            # The count goes in with the digest, in one manifest write: a kill in between cannot lose it.
+            manifest["samples"] = {"sha256": digest, "prompts": prompts_n}
+        write_manifest(parts, manifest)
+    except BaseException:
+        remove_empty_folders(made)  # one holding the samples written before a failed manifest write stays
+        raise
     return manifest
 
 
