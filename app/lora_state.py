@@ -180,12 +180,21 @@ class LoraState(QObject):
 
     def add_reading(self, paths: list[Path]) -> list[LoraEntry | None]:
         """A row for each of ``paths`` (``named_path``) not listed by that name, switched on, saying its file is
-        being read (``LoraEntry.reading``: no job takes it); None for the others (their row is known once read)."""
+        being read (``LoraEntry.reading``: no job takes it); None for the others (their row is known once read). A
+        file picked again while an earlier pick still reads it is that pick's row, switched on (a pick of a listed
+        row switches it on): with a row of its own, or None, the read that ended first added a second row for it,
+        and the other then took out the row the user had set meanwhile (``take_reads``: each read fills it, the
+        first to end)."""
         rows: list[LoraEntry | None] = []
         for path in paths:
-            listed = any(e.path == path for e in self.entries) or any(r and r.path == path for r in rows)
-            rows.append(None if listed else LoraEntry(path, path.stem, True, info=READING, reading=True))
-        self.entries += [row for row in rows if row is not None]
+            listed = next((e for e in self.entries if e.path == path), None)
+            if listed is not None and listed.reading:
+                self.set_enabled(listed, True)
+                rows.append(listed)
+                continue
+            picked = listed is not None or any(r and r.path == path for r in rows)
+            rows.append(None if picked else LoraEntry(path, path.stem, True, info=READING, reading=True))
+        self.entries += [row for row in rows if row is not None and all(row is not e for e in self.entries)]
         self._listed_anew()
         return rows
 
@@ -197,8 +206,8 @@ class LoraState(QObject):
         listed = {id(e) for e in self.entries if not e.reading}
         for path, read, reading in reads:
             if reading is not None:
-                if all(e is not reading for e in self.entries):
-                    continue  # removed while it was read
+                if not reading.reading or all(e is not reading for e in self.entries):
+                    continue  # filled in by another read of its file (picked again), or removed while it was read
                 if not read.header.problem and self._row_of(read.resolved) is None:
                     self._filled(reading, read)
                     picked.added.append(reading)

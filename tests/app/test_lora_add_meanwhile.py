@@ -1,0 +1,72 @@
+"""What the user does while "Add LoRA…" reads a file's header on its thread (``LoraAdds``: a file on a slow or hung
+network share): the file added again, its row switched off or removed, a Generate clicked. A file is held by
+``_hung``: its header is read once the test lets it go, as a share that answers late."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+from pathlib import Path
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QFileDialog
+
+from gpu.paths import resources_dir
+
+SHIPPED = resources_dir() / "loras" / "monochrome-style.safetensors"
+PROMPT = "a red circle on a blue background"
+
+
+def _hung(monkeypatch, names: set[str]) -> threading.Event:
+    """The headers of the files named ``names`` read on a thread only once the event is set (a hung network share);
+    the other files' at once."""
+    import gpu.lora.metadata
+
+    real, release = gpu.lora.metadata.header_summary, threading.Event()
+
+    def header_summary(path):
+        if Path(path).name in names and threading.current_thread() is not threading.main_thread():
+            release.wait(60)
+        return real(path)
+
+    monkeypatch.setattr(gpu.lora.metadata, "header_summary", header_summary)
+    return release
+
+
+def _pick(qtbot, window, monkeypatch, paths: list[Path]) -> None:
+    """The "Add LoRA…" button clicked, ``paths`` picked in its dialog."""
+    monkeypatch.setattr(QFileDialog, "getOpenFileNames", lambda *a, **k: ([str(p) for p in paths], ""))
+    qtbot.mouseClick(window.lora_panel.add_button, Qt.MouseButton.LeftButton)
+
+
+def _copies(tmp_path: Path, *names: str) -> list[Path]:
+    """Copies of the shipped example LoRA, one per name."""
+    paths = [tmp_path / f"{name}.safetensors" for name in names]
+    for path in paths:
+        shutil.copy(SHIPPED, path)
+    return paths
+
+
+def test_a_file_added_again_while_it_is_read_keeps_its_one_row_as_set(qtbot, bare_window, tmp_path, monkeypatch):
+    """A file picked again while it is read (the pick seemed to do nothing), an earlier file of its first pick
+    hung: its second read ended first and added a second row for it; the first read's end then took out the row the
+    user had set meanwhile (strength, on or off) and switched on the new one, at 1.0, "already in the LoRA panel"."""
+    window = bare_window
+    loras = window.controller.loras
+    hung, style = _copies(tmp_path, "hung", "style")
+    release = _hung(monkeypatch, {"hung.safetensors"})
+    try:
+        _pick(qtbot, window, monkeypatch, [hung, style])  # the first file hangs, the second waits behind it
+        row = window.lora_panel.row_for("style")
+        assert row.info.text() == "Reading the file…"
+        row.slider.setValue(50)
+        _pick(qtbot, window, monkeypatch, [style])  # picked again: read at once
+        qtbot.waitUntil(lambda: any(not e.reading for e in loras.entries if e.path == style), timeout=30000)
+        (entry,) = [e for e in loras.entries if e.path == style]  # was: two rows
+        assert entry.strength == 0.5 and entry.enabled and entry.info.startswith("diffusers/PEFT")
+    finally:
+        release.set()
+    qtbot.waitUntil(lambda: not loras.adds.busy, timeout=30000)
+    (after,) = [e for e in loras.entries if e.path == style]
+    assert after is entry and after.strength == 0.5 and after.enabled  # was: the user's row gone, a new one at 1.0
+    assert window.lora_panel.row_for("style").slider.value() == 50
