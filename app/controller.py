@@ -296,7 +296,7 @@ class AppController(QObject):
         twins = self.loras.twins.settle(retry)  # a copy of a LoRA on beside it: refused by the job, after a load
         if twins:
             return None, twin_loras_error(twins)
-        if self.loras.reading:  # the copy check's read, or a file just added: the click waits (``HeldClicks``)
+        if self.loras.reading:  # the copy check's read, or a file just added, on: the click waits (``HeldClicks``)
             return None, None
         unread = self.loras.twins.not_read  # tried again at each click (``retry``): a read that ended failing
         return (None, unread_loras_error(unread)) if unread else (loras, None)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import NamedTuple
 
-from PySide6.QtCore import QObject
+from PySide6.QtCore import QObject, Qt
 
 from app.engine_errors import EngineError
 from app.generation_state import JobState
@@ -82,6 +82,10 @@ class HeldClicks(QObject):
         self._said = ""  # the status line that says the clicks held wait, as last set here
         rows.twins.read.connect(self._read_ended)
         rows.adds.read.connect(self._read_ended)  # files just added, read
+        # A row whose file is read switched off or removed: the clicks wait for it no more. Queued: a read's end
+        # (``LoraAdds``) says the files it refused before the clicks are released, as when ``read`` releases them.
+        for changed in (rows.changed, rows.edited):
+            changed.connect(self._read_ended, Qt.ConnectionType.QueuedConnection)
 
     def hold(self, click: HeldClick) -> None:
         """A click, held till the LoRA files are read; said on the status line (or in passing)."""
@@ -130,10 +134,11 @@ class HeldClicks(QObject):
         if self._held:
             self._tell(going_on_words(len(self._held)))
 
-    def _read_ended(self) -> None:
-        """The read ended, none needed after it: the clicks held released (queued or refused); the status line as
-        it was before them where none was queued (refused: the dialog says why), unless ``release`` held them
-        again (rows changed meanwhile, their files to be read)."""
+    def _read_ended(self, *_changed: object) -> None:
+        """The read ended (or the rows changed: ``_changed``, what a signal of theirs gives), none needed after it:
+        the clicks held released (queued or refused); the status line as it was before them where none was queued
+        (refused: the dialog says why), unless ``release`` held them again (rows changed meanwhile, their files to
+        be read)."""
         if not self._held or self._rows.reading:
             return
         held, self._held = self._held, []

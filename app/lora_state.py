@@ -85,9 +85,10 @@ class LoraState(QObject):
 
     @property
     def reading(self) -> bool:
-        """Whether files of the rows are being read on a thread (added, or by the copy check): no job may take the
-        rows switched on until they are (a Generate click waits: ``HeldClicks``)."""
-        return self.adds.busy or self.twins.busy
+        """Whether files of the rows switched on are being read on a thread (added, or by the copy check): no job
+        may take them until they are (a Generate click waits: ``HeldClicks``). A file added whose row was switched
+        off or removed meanwhile is no job's: a click waited for it all the same, as long as its share hung."""
+        return self.twins.busy or any(e.reading and e.enabled for e in self.entries)
 
     def add_file(self, path: str | Path, enabled: bool = False, strength: float = 1.0) -> LoraEntry:
         entry = self._add(path, enabled, strength)

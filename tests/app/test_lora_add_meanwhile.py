@@ -11,6 +11,7 @@ from pathlib import Path
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QFileDialog
 
+from app.held_clicks import CHECKING
 from gpu.paths import resources_dir
 
 SHIPPED = resources_dir() / "loras" / "monochrome-style.safetensors"
@@ -70,3 +71,45 @@ def test_a_file_added_again_while_it_is_read_keeps_its_one_row_as_set(qtbot, bar
     (after,) = [e for e in loras.entries if e.path == style]
     assert after is entry and after.strength == 0.5 and after.enabled  # was: the user's row gone, a new one at 1.0
     assert window.lora_panel.row_for("style").slider.value() == 50
+
+
+
+def _lora_list(finished) -> list:
+    """The LoRAs the one image of a ``job_finished`` was made with."""
+    [made] = finished.args[0]
+    return made.settings.get("lora_list", [])
+
+
+def test_a_generate_waits_only_for_files_read_whose_row_is_on(qtbot, window, tmp_path, monkeypatch):
+    """A file on a hung share added, then its row removed, or switched off: a Generate click waited for its read
+    all the same ("Checking LoRA files…", for as long as the share hung), though no job would take it."""
+    controller, panel = window.controller, window.lora_panel
+    (hung,) = _copies(tmp_path, "hung")
+    release = _hung(monkeypatch, {"hung.safetensors"})
+    window.prompt_panel.prompt_edit.setPlainText(PROMPT)
+    generate = window.prompt_panel.generate_button
+    try:
+        _pick(qtbot, window, monkeypatch, [hung])
+        qtbot.mouseClick(panel.row_for("hung").remove_button, Qt.MouseButton.LeftButton)
+        assert all(e.path != hung for e in controller.loras.entries)
+        with qtbot.waitSignal(controller.job_finished, timeout=120000) as finished:
+            qtbot.mouseClick(generate, Qt.MouseButton.LeftButton)
+            assert not controller.queue.idle  # was: held till the share answered
+        assert _lora_list(finished) == []
+
+        _pick(qtbot, window, monkeypatch, [hung])  # again, and on: a click waits for it
+        qtbot.mouseClick(generate, Qt.MouseButton.LeftButton)
+        assert controller.queue.idle and controller.job.status == CHECKING
+        with qtbot.waitSignal(controller.job_finished, timeout=120000) as finished:
+            panel.row_for("hung").enabled.setChecked(False)  # switched off: the click waits no more
+            qtbot.waitUntil(lambda: not controller.queue.idle, timeout=10000)  # was: held till the share answered
+        assert _lora_list(finished) == [] and panel.row_for("hung").info.text() == "Reading the file…"
+
+        with qtbot.waitSignal(controller.job_finished, timeout=120000) as finished:  # off before the click
+            qtbot.mouseClick(generate, Qt.MouseButton.LeftButton)
+            assert not controller.queue.idle
+        assert _lora_list(finished) == []
+    finally:
+        release.set()
+    qtbot.waitUntil(lambda: not controller.loras.adds.busy, timeout=30000)
+    assert not panel.row_for("hung").enabled.isChecked()  # as the user left it, read
