@@ -18,20 +18,21 @@ SHIPPED = resources_dir() / "loras" / "monochrome-style.safetensors"
 PROMPT = "a red circle on a blue background"
 
 
-def _hung(monkeypatch, names: set[str]) -> threading.Event:
-    """The headers of the files named ``names`` read on a thread only once the event is set (a hung network share);
-    the other files' at once."""
+def _hung(monkeypatch, *names: str) -> dict[str, threading.Event]:
+    """The header of each file named in ``names`` read on a thread only once its event is set (a hung network
+    share); the other files' at once."""
     import gpu.lora.metadata
 
-    real, release = gpu.lora.metadata.header_summary, threading.Event()
+    real, releases = gpu.lora.metadata.header_summary, {name: threading.Event() for name in names}
 
     def header_summary(path):
-        if Path(path).name in names and threading.current_thread() is not threading.main_thread():
+        release = releases.get(Path(path).name)
+        if release is not None and threading.current_thread() is not threading.main_thread():
             release.wait(60)
         return real(path)
 
     monkeypatch.setattr(gpu.lora.metadata, "header_summary", header_summary)
-    return release
+    return releases
 
 
 def _pick(qtbot, window, monkeypatch, paths: list[Path]) -> None:
@@ -55,7 +56,7 @@ def test_a_file_added_again_while_it_is_read_keeps_its_one_row_as_set(qtbot, bar
     window = bare_window
     loras = window.controller.loras
     hung, style = _copies(tmp_path, "hung", "style")
-    release = _hung(monkeypatch, {"hung.safetensors"})
+    release = _hung(monkeypatch, "hung.safetensors")["hung.safetensors"]
     try:
         _pick(qtbot, window, monkeypatch, [hung, style])  # the first file hangs, the second waits behind it
         row = window.lora_panel.row_for("style")
@@ -85,7 +86,7 @@ def test_a_generate_waits_only_for_files_read_whose_row_is_on(qtbot, window, tmp
     all the same ("Checking LoRA files…", for as long as the share hung), though no job would take it."""
     controller, panel = window.controller, window.lora_panel
     (hung,) = _copies(tmp_path, "hung")
-    release = _hung(monkeypatch, {"hung.safetensors"})
+    release = _hung(monkeypatch, "hung.safetensors")["hung.safetensors"]
     window.prompt_panel.prompt_edit.setPlainText(PROMPT)
     generate = window.prompt_panel.generate_button
     try:
@@ -113,3 +114,27 @@ def test_a_generate_waits_only_for_files_read_whose_row_is_on(qtbot, window, tmp
         release.set()
     qtbot.waitUntil(lambda: not controller.loras.adds.busy, timeout=30000)
     assert not panel.row_for("hung").enabled.isChecked()  # as the user left it, read
+
+
+def test_a_click_goes_once_the_files_on_are_read_while_one_switched_off_still_hangs(qtbot, window, tmp_path,
+                                                                                   monkeypatch):  # fmt: skip
+    """A click held for a file switched on goes once it is read, a file switched off still hanging on its share:
+    it waited for that one too."""
+    controller = window.controller
+    hung, slow = _copies(tmp_path, "hung", "slow")
+    releases = _hung(monkeypatch, "hung.safetensors", "slow.safetensors")
+    window.prompt_panel.prompt_edit.setPlainText(PROMPT)
+    try:
+        _pick(qtbot, window, monkeypatch, [hung])
+        window.lora_panel.row_for("hung").enabled.setChecked(False)
+        _pick(qtbot, window, monkeypatch, [slow])
+        qtbot.mouseClick(window.prompt_panel.generate_button, Qt.MouseButton.LeftButton)
+        assert controller.queue.idle and controller.job.status == CHECKING
+        with qtbot.waitSignal(controller.job_finished, timeout=120000) as finished:
+            releases["slow.safetensors"].set()
+            qtbot.waitUntil(lambda: not controller.queue.idle, timeout=10000)  # was: held till "hung" was read
+        assert [lora["file"] for lora in _lora_list(finished)] == ["slow.safetensors"]
+    finally:
+        for release in releases.values():
+            release.set()
+    qtbot.waitUntil(lambda: not controller.loras.adds.busy, timeout=30000)
