@@ -152,6 +152,13 @@ class DataDir:
             return True
         return _remounted(now, self.identity)
 
+    def images_away(self) -> DataDirMoved | None:
+        """Why no picture can be saved in the images folder now, as a job refused for it says it; None where one
+        can: it cannot be listed (``images_not_listed``), or it is the empty mount point of an unmounted drive
+        (``_images_gone``). Its watch says it on screen while it lasts, and finds no picture gone meanwhile
+        (``app.folder_watch``): the mount point listed had every picture of the drive flagged missing."""
+        return images_not_listed(self.images) or self._images_gone()
+
     def _images_gone(self) -> DataDirMoved | None:
         """Why no picture may be saved in the images folder now, if so: it is gone (a link to a drive unplugged),
         or it is the empty mount point of an unmounted drive, where new pictures went onto the system disk, hidden

@@ -62,7 +62,7 @@ from typing import Any
 from PySide6.QtCore import QFileSystemWatcher, QObject, QTimer, Signal
 
 from app.background import Lookup, Lookups
-from app.data_dir import DataDir, images_not_listed
+from app.data_dir import DataDir
 from app.engine_errors import EngineError, classify
 from app.gallery_model import GalleryModel
 from app.image_files import NotListed, folder_at, png_paths
@@ -138,13 +138,15 @@ def _stamp(path: str) -> Stamp | None:
     return stat.st_size, stat.st_mtime_ns
 
 
-def look_at_folder(images: Path, with_file: Set[str], trashed: Container[str], seen: dict[str, Sighting]) -> Look:
+def look_at_folder(data: DataDir, with_file: Set[str], trashed: Container[str], seen: dict[str, Sighting]) -> Look:
     """On a thread: the images folder listed, and each PNG at no entry's path (``with_file``: the gallery's entries
     with a file, ``trashed``: the trash's; ``Store.watched_paths``) compared with the last look's ``seen``: ready to
     import (or to be a missing entry's file again) when unchanged since, and a whole PNG (or unchanged for
-    ``GIVE_UP_S``); and the entries of ``with_file`` not listed, once the images folder itself was. A name that is no
-    valid text is left to start-up, which names it."""
+    ``GIVE_UP_S``); and the entries of ``with_file`` not listed, once the images folder itself was, and is no empty
+    mount point left by its drive (``DataDir.images_away``). A name that is no valid text is left to start-up, which
+    names it."""
     now = time.monotonic()
+    images = data.images
     at = identity(images)  # before the listing: a folder put in its place since is looked at again
     folders: list[str] = []
     unreadable: dict[str, str] = {}
@@ -162,12 +164,13 @@ def look_at_folder(images: Path, with_file: Set[str], trashed: Container[str], s
         else:
             ready[rel] = path
             kept[rel] = replace(before, handed=True)
-    reached = folders[:1] == [os.fspath(images)]  # the images folder is listed first: else it could not be
+    why = data.images_away()  # its drive unmounted, the empty folder it was mounted on is listed: it holds none
+    reached = folders[:1] == [os.fspath(images)] and why is None  # listed first: else it could not be
     # nothing is known gone where the images folder could not be listed (gone, unplugged), nor under a folder that
     # could not be read
     unknown = NotListed(tuple(unreadable))
     gone = frozenset(rel for rel in with_file.difference(listing) if rel not in unknown) if reached else frozenset()
-    away = None if reached or (why := images_not_listed(images)) is None else classify(why)
+    away = None if why is None else classify(why)
     return Look(folders, frozenset(listing), ready, kept, reached, gone, at, unreadable, away)
 
 
@@ -270,7 +273,7 @@ class FolderWatch(QObject):
             self._not_compared(exc, "the images folder could not be compared with the gallery database")
             self._again()
             return
-        look = functools.partial(look_or_error, self._data.images, with_file, trashed, dict(self._seen))
+        look = functools.partial(look_or_error, self._data, with_file, trashed, dict(self._seen))
         self._looking = self._lookups.start("looking for new pictures", look)
 
     def _looked(self, lookup: Lookup) -> None:
@@ -412,7 +415,7 @@ class FolderWatch(QObject):
 
 def away_said(data: DataDir, why: EngineError | None) -> str:
     """What the window says while the images folder cannot be listed: why, as a job refused for it says it
-    (``images_not_listed``), what the app does meanwhile, and what to do."""
+    (``DataDir.images_away``), what the app does meanwhile, and what to do."""
     message, hint = (why.message, why.hint) if why is not None else (
         f"The images folder {data.images} cannot be listed, so no picture is saved in it.", "")
     return f"{message} Nibble Studio looks for it every {AWAY_MS // 1000} s and watches it again once it is back. " \

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from app.data_dir import resolve_data_dir
+from app.data_dir import DataDir, resolve_data_dir
 from app.folder_watch import look_at_folder
 from app.store import Store
 from gpu.generation.png_metadata import write_png
@@ -169,9 +169,9 @@ def test_a_picture_deleted_by_hand_while_the_app_runs_is_flagged_missing_at_once
 def test_a_look_at_an_images_folder_that_cannot_be_listed_finds_no_picture_gone(tmp_path):
     """A drive unplugged, the folder gone: the look says nothing of each picture, and no entry is flagged missing."""
     entries = {"d/0.png", "d/1.png"}
-    assert look_at_folder(tmp_path / "unplugged", entries, set(), {}).gone == frozenset()
-    (tmp_path / "emptied").mkdir()
-    assert look_at_folder(tmp_path / "emptied", entries, set(), {}).gone == entries  # listed: they are gone
+    assert look_at_folder(DataDir(tmp_path / "unplugged"), entries, set(), {}).gone == frozenset()
+    (tmp_path / "emptied" / "images").mkdir(parents=True)
+    assert look_at_folder(DataDir(tmp_path / "emptied"), entries, set(), {}).gone == entries  # listed: they are gone
 
 
 

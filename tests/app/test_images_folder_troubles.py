@@ -213,3 +213,38 @@ def test_the_repairs_after_the_old_trash_is_gathered_flag_nothing_under_a_folder
         assert listed.unreadable == {"d/": os.strerror(errno.EACCES)}
     finally:
         store.close()
+
+
+def test_the_empty_mount_point_of_a_drive_unmounted_is_said_away_and_flags_nothing(qtbot, tmp_path, monkeypatch,
+                                                                                   demo_model):  # fmt: skip
+    """The images folder a drive (images/ linking to it): unmounted, its empty mount point is left at the path, on
+    another device, which a job refuses (``DataDir.check_in_place``). The watch listed it as the images folder."""
+    from tests.app.test_data_folder_moved import remount
+
+    drive, root = tmp_path / "drive", tmp_path / "data"
+    drive.mkdir()
+    root.mkdir()
+    (root / "images").symlink_to(drive, target_is_directory=True)
+    monkeypatch.setenv("NIBBLE_DATA_DIR", str(root))
+    data = resolve_data_dir(root)
+    gallery_images(data, ["an owl", "a cat"])
+    window = open_window(qtbot, root)
+    watch, line = window.controller.folder_watch, window.gallery_panel.folder_away
+    qtbot.waitUntil(lambda: watch.looks >= 1, timeout=WAIT_MS)
+    drive.rename(drive.with_name("mounted"))
+    drive.mkdir()  # the mount point left: empty, another device
+    with monkeypatch.context() as unmounted:
+        remount(unmounted, data.images)
+        (root / "poked").touch()  # a change beside it (the database's next write; the unmount tells its watch)
+        qtbot.waitUntil(lambda: line.isVisibleTo(window), timeout=WAIT_MS)
+        refused = window.controller.data.images_away()
+        assert refused is not None and line.text().startswith(f"{refused} Nibble Studio looks for it every 5 s")
+        assert "is no longer the folder Nibble Studio opened: it is empty" in line.text()
+        _looks_after(qtbot, watch, 2)
+        # was: no line, and both flagged missing as if deleted (every picture of the drive, at 30,000)
+        assert _missing(window) == {"d/0.png": False, "d/1.png": False}
+        drive.rmdir()
+        drive.with_name("mounted").rename(drive)  # mounted again
+    qtbot.waitUntil(lambda: not line.isVisibleTo(window), timeout=WAIT_MS)
+    qtbot.wait(2500)  # about two looks' time: a missing flag would have come by now
+    assert _missing(window) == {"d/0.png": False, "d/1.png": False}
