@@ -21,7 +21,7 @@ from typing import Any
 from PySide6.QtCore import QCoreApplication, QEvent, QObject, Signal
 
 from app.data_dir import DataDir
-from app.engine_errors import EngineError
+from app.engine_errors import EngineError, classify
 from app.engine_worker import EngineStatus, EngineThread, Job, quantize_runs
 from app.folder_watch import FolderWatch
 from app.gallery_model import GalleryModel
@@ -433,7 +433,9 @@ class AppController(QObject):
         if suffixed:
             target = target.with_suffix(".png")
         hint = "Pick another folder, or a name ending in .png."
-        if not source.is_file():
+        if not source.is_file() and (away := self._images_away()) is not None:
+            problem, hint = away
+        elif not source.is_file():
             # Named in full: the hint is to put it back there, and no other folder or name would help
             problem = f"its file {source} is missing"
             hint = f"{_put_back('save it again')} Its settings can still be reused (Reuse settings)."
@@ -474,10 +476,22 @@ class AppController(QObject):
         if isinstance(problem, TooLarge):  # nothing wrong with its file: it goes by its file instead
             problem, remedy = problem.said("copy"), ("Drag the image from the gallery into the other program "
                                                      "instead: that hands over its file, not its pixels.")  # fmt: skip
+        elif not source.is_file() and (away := self._images_away()) is not None:
+            problem, remedy = away
         else:
             remedy = _put_back("copy it again", damaged=True)
         self.error.emit(EngineError("user", f"The image {source} could not be copied: {problem}.",
                                     f"The clipboard was left as it was. {remedy}"))
+
+    def _images_away(self) -> tuple[str, str] | None:
+        """Why a gallery image's file cannot be read, where the images folder itself is away (moved, its drive
+        unplugged; ``DataDir.images_away``), as (problem, what to do), in the words of the line above the grid:
+        said as the picture missing, its remedy (put it back at that place) made a new images folder there."""
+        away = self.data.images_away()
+        if away is None:
+            return None
+        said = classify(away)
+        return f"the images folder holding it is away. {said.message.removesuffix('.')}", said.hint
 
     def reuse_settings(self, record: ImageRecord) -> None:
         """The gallery image ``record``'s settings in the prompt panel (``SettingsRestore.reuse_settings``)."""

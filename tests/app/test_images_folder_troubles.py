@@ -248,3 +248,32 @@ def test_the_empty_mount_point_of_a_drive_unmounted_is_said_away_and_flags_nothi
     qtbot.waitUntil(lambda: not line.isVisibleTo(window), timeout=WAIT_MS)
     qtbot.wait(2500)  # about two looks' time: a missing flag would have come by now
     assert _missing(window) == {"d/0.png": False, "d/1.png": False}
+
+
+def test_save_as_and_copy_while_the_images_folder_is_away_say_it_is_away(qtbot, data_root, tmp_path):
+    """Save as (and Copy) read the picture's file: the images folder away, each said its file missing, with "Put
+    the picture back at that place", which would make a new images folder there, the old one still away."""
+    data = resolve_data_dir(data_root)
+    gallery_images(data, ["an owl"])
+    window = open_window(qtbot, data_root)
+    controller = window.controller
+    watch, line = controller.folder_watch, window.gallery_panel.folder_away
+    qtbot.waitUntil(lambda: watch.looks >= 1, timeout=WAIT_MS)
+    data.images.rename(data.images.with_name("images moved"))
+    qtbot.waitUntil(lambda: line.isVisibleTo(window), timeout=WAIT_MS)
+    errors: list = []
+    controller.error.connect(errors.append)
+    record = controller.gallery.record(0)
+    assert controller.save_image_as(record, tmp_path / "kept.png") is None
+    controller.copy_image(record)
+    qtbot.waitUntil(lambda: len(errors) == 2, timeout=WAIT_MS)
+    away = f"The images folder {data.images} was moved or removed while Nibble Studio ran"
+    saved, copied = errors
+    # was: "its file …/images/d/0.png is missing", "Put the picture back at that place, then save it again."
+    assert saved.message.startswith(f"The image 0.png could not be saved as {tmp_path / 'kept.png'}: the images "
+                                    "folder holding it is away.") and away in saved.message  # fmt: skip
+    assert copied.message.startswith(f"The image {data.images / 'd' / '0.png'} could not be copied: the images "
+                                     "folder holding it is away.") and away in copied.message  # fmt: skip
+    for said in (saved, copied):
+        assert "Put the picture back" not in said.hint and "Move it back" in said.hint
+    assert not (tmp_path / "kept.png").exists() and not data.images.exists()
