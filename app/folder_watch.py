@@ -321,7 +321,8 @@ class FolderWatch(QObject):
         """``look`` with only the entries it found gone that the last look found gone too, with no picture come into
         the folder between the two; and whether some it found gone are left for a look soon to tell. A backup copied
         back file by file (into the images folder made again) showed each picture not copied yet as missing until
-        its turn came; a picture deleted by hand is flagged at the next look, about a second later."""
+        its turn came; a picture deleted by hand is flagged at the look after the one that found it gone, about two
+        seconds after the delete."""
         last, self._last = self._last, (look if look.reached else None)
         if last is None or not look.reached or not look.gone:
             return replace(look, gone=frozenset()), bool(look.gone)
