@@ -117,7 +117,7 @@ class AppController(QObject):
         self.folder_import.dates.changed.connect(self.gallery.dates_changed)
         self.gallery.wait_for_gather(self.folder_import)
         # Pictures put in the images folder later are imported while the app runs (from the window's ``start``)
-        self.folder_watch = FolderWatch(self.store, data, self.folder_import, self.gallery, self)
+        self.folder_watch = FolderWatch(self.store, data, self.folder_import, self.gallery, self, report.unreadable)
         self.folder_watch.said.connect(self.status_message.emit)  # the images folder back
         self.trash = TrashActions(self.gallery, data, self.store.path, self.error.emit, self.status_message.emit)
         self.image_copy = ImageCopy(self.status_message.emit, self._copy_failed, self)

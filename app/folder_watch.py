@@ -193,7 +193,9 @@ class FolderWatch(QObject):
     said = Signal(str)  # a passing word for the status bar: the images folder is back
 
     def __init__(self, store: Store, data: DataDir, folder_import: FolderImport, gallery: GalleryModel,
-                 parent: QObject | None = None) -> None:  # fmt: skip
+                 parent: QObject | None = None, unreadable: dict[str, str] | None = None) -> None:  # fmt: skip
+        """``unreadable``: the folders in the images folder that start-up could not read, and said
+        (``ReconcileReport.unreadable``): logged again only once they can be read."""
         super().__init__(parent)
         self._store, self._data, self._import, self._gallery = store, data, folder_import, gallery
         self._watcher = QFileSystemWatcher(self)
@@ -213,7 +215,8 @@ class FolderWatch(QObject):
         self._looking: Lookup | None = None
         self._seen: dict[str, Sighting] = {}
         self._last: Look | None = None  # the last look that listed the images folder: what it found gone
-        self._unreadable: dict[str, str] = {}  # the folders in it the last look could not read (said once each)
+        # the folders in it the last look (or start-up) could not read: said once each
+        self._unreadable: dict[str, str] = dict(unreadable or {})
         self._due = False  # a look was asked for while one could not be made: made once it can
         self._away = False  # the last look could not list the images folder: looked at again every AWAY_MS
         self._failure = LastingFailure(log)  # the folder away, the looks or the database failing: logged once

@@ -109,6 +109,9 @@ class ReconcileReport:
     # The old trash is on another drive: ``FolderImport`` gathers it once the window is up (Undo and Empty trash
     # wait for it)
     gather_later: bool = False
+    # The folders of the images folder the check could not read (``png_paths``' ``unreadable``), said in its
+    # notices: the watch says them again only once they can be read (``FolderWatch``)
+    unreadable: dict[str, str] = field(default_factory=dict)
 
 
 def finish_interrupted_moves(store: Store, data: DataDir, rows: dict[str, tuple[int, bool, bool]],
@@ -371,6 +374,7 @@ def check_folder(store: Store, data: DataDir) -> tuple[ReconcileReport, dict[str
     on_disk = png_paths(data.images, unreadable=unreadable)
     if unreadable:
         report.notices.append(unreadable_notice(data, unreadable))
+        report.unreadable = unreadable
     unknown = NotListed(tuple(unreadable), waiting)  # their entries kept as they are, neither gone nor back
     for rel in [rel for rel in on_disk if not valid_name(rel)]:
         path = on_disk.pop(rel)

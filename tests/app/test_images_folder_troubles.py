@@ -277,3 +277,23 @@ def test_save_as_and_copy_while_the_images_folder_is_away_say_it_is_away(qtbot, 
     for said in (saved, copied):
         assert "Put the picture back" not in said.hint and "Move it back" in said.hint
     assert not (tmp_path / "kept.png").exists() and not data.images.exists()
+
+
+def test_a_folder_not_read_at_the_start_is_not_logged_again_by_the_watch(qtbot, data_root, monkeypatch, caplog):
+    """Start-up says the folder it could not read (its notice, and the log); the watch's first look, a second
+    later, logged it a second time as new. Its end is still logged once."""
+    caplog.set_level("INFO")
+    data = resolve_data_dir(data_root)
+    gallery_images(data, ["an owl", "a cat"])
+    _refused(monkeypatch, data.images / "d")
+    window = open_window(qtbot, data_root)
+    watch = window.controller.folder_watch
+    qtbot.waitUntil(lambda: watch.looks >= 1, timeout=WAIT_MS)
+    assert any("could not be read" in n.message for n in window.notices)  # start-up's, logged too
+    watched = [r.getMessage() for r in caplog.records if r.name == "app.folder_watch"]
+    assert watched == []  # was: "the folder …/d in the images folder cannot be read (Permission denied): …"
+    monkeypatch.undo()
+    (data.images / "elsewhere").mkdir()  # a change: looked at, the folder read again
+    _looks_after(qtbot, watch, 1)
+    assert [r.getMessage() for r in caplog.records if r.name == "app.folder_watch"] == [
+        f"the folder {data.images / 'd'} in the images folder can be read again"]
