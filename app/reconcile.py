@@ -202,7 +202,8 @@ def _take_over_moved(store: Store, new: dict[str, str], gone: set[int]) -> set[s
             continue
         if not rids or (fingerprint := file_fingerprint(Path(path))) is None:
             continue
-        settings = read_image_settings(Path(path)) if any(facts[rid][2] is None for rid in rids) else None
+        # as the store holds them (``file_facts``): a lone surrogate made U+FFFD, or such a picture never matched
+        settings = storable(read_image_settings(Path(path))) if any(facts[rid][2] is None for rid in rids) else None
         same = [rid for rid in rids if _same_picture(fingerprint, settings, facts[rid])]
         if same:
             found[rel] = (same, fingerprint)
