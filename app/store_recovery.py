@@ -6,7 +6,8 @@ gallery comes back from the PNGs' own metadata. The history and the stars that c
 file (``salvage``) are kept in the new database's first commit (``Store``'s ``recovering``) until that import has
 ended: the import runs while the window is in use, and one cut short by a quit or a crash goes on at the next start
 with them (``Store.recovery``). A database that cannot be opened or created at all (read-only
-folder, disk I/O error, written by a newer version) raises ``StoreUnavailable``, whose message names the path.
+folder, disk I/O error, locked by another program, written by a newer version) raises ``StoreUnavailable``, whose
+message names the path.
 
 A database missing, or empty (0 bytes: SQLite takes that for a new database, and deletes its journal on opening),
 while the images folder holds PNGs is no first start: its stars and history are gone. It is handled as a damaged
@@ -36,10 +37,14 @@ log = logging.getLogger(__name__)
 # SQLite's files beside the database move with it: a stale journal beside a fresh database could be replayed into it.
 JOURNAL_FILES = ("-wal", "-shm", "-journal")
 _DAMAGED_CODES = (11, 26)  # SQLITE_CORRUPT, SQLITE_NOTADB (primary codes; literal for Python 3.10)
-# A file SQLite could not reach or write: SQLITE_PERM, _BUSY, _LOCKED, _READONLY, _IOERR, _FULL, _CANTOPEN; and their
-# words, for a Python without the codes (3.10)
-_ACCESS_CODES = (3, 5, 6, 8, 10, 13, 14)
-_ACCESS_WORDS = ("permission", "locked", "readonly", "read-only", "disk i/o", "full", "unable to open")
+# A file SQLite could not reach or write: SQLITE_PERM, _READONLY, _IOERR, _FULL, _CANTOPEN; and their words, for a
+# Python without the codes (3.10)
+_ACCESS_CODES = (3, 8, 10, 13, 14)
+_ACCESS_WORDS = ("permission", "readonly", "read-only", "disk i/o", "full", "unable to open")
+# A file another program holds locked past SQLite's wait: SQLITE_BUSY, _LOCKED ("database is locked", "database table
+# is locked")
+_LOCK_CODES = (5, 6)
+_LOCK_WORDS = ("locked",)
 
 
 @dataclass
@@ -81,9 +86,16 @@ def _open_checked(path: Path, recovering: Salvaged | None = None) -> Store:
 
 def _refused(path: Path, exc: sqlite3.Error) -> StoreUnavailable:
     """Why the database at ``path`` cannot be used, for a SQLite error ``exc`` that is no damage, in words that fit
-    its cause: its folder and disk are named only where SQLite could not reach or write the file. An upgrade that
-    failed on a row's text was blamed on them ("check that the folder is writable"), which it was."""
-    if _access_error(exc):
+    its cause: its folder and disk are named only where SQLite could not reach or write the file, and a lock another
+    program holds as such. An upgrade that failed on a row's text, or a lock, was blamed on them ("check that the
+    folder is writable")."""
+    if _caused_by(exc, _LOCK_CODES, _LOCK_WORDS):
+        return StoreUnavailable(
+            f"The gallery database {path} is in use by another program ({exc}).",
+            "Close the program that has it open (a database browser, a backup or sync tool, Nibble Studio on "
+            "another computer that shares this folder), then start Nibble Studio again. Nothing in it was changed.",
+        )
+    if _caused_by(exc, _ACCESS_CODES, _ACCESS_WORDS):
         return _unavailable(path, exc)
     if isinstance(exc, UpgradeFailed):
         return StoreUnavailable(
@@ -96,12 +108,13 @@ def _refused(path: Path, exc: sqlite3.Error) -> StoreUnavailable:
                             "another data folder (--data-dir PATH).")  # fmt: skip
 
 
-def _access_error(exc: sqlite3.Error) -> bool:
-    """Whether SQLite failed with ``exc`` because it could not reach or write the file (``_ACCESS_CODES``)."""
+def _caused_by(exc: sqlite3.Error, codes: tuple[int, ...], words: tuple[str, ...]) -> bool:
+    """Whether SQLite failed with ``exc`` for one of the causes of primary error ``codes``; by its ``words`` on a
+    Python that gives no code (3.10)."""
     code = getattr(exc, "sqlite_errorcode", None)
     if code is not None:
-        return code & 0xFF in _ACCESS_CODES
-    return any(words in str(exc.__cause__ or exc).lower() for words in _ACCESS_WORDS)
+        return code & 0xFF in codes
+    return any(word in str(exc.__cause__ or exc).lower() for word in words)
 
 
 def _unavailable(path: Path, reason: object) -> StoreUnavailable:

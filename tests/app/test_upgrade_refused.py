@@ -46,3 +46,24 @@ def test_an_upgrade_whose_key_cannot_be_computed_names_the_error(tmp_path, monke
     assert str(refused.value).endswith("could not be computed (ZeroDivisionError: division by zero).")
     assert "writable" not in refused.value.hint and "Nothing in it was changed" in refused.value.hint
     assert any(r.exc_info and r.exc_info[0] is ZeroDivisionError for r in caplog.records)  # its traceback logged
+
+
+def test_a_database_another_program_holds_locked_is_said_as_in_use_not_as_a_folder_that_cannot_be_written(tmp_path):
+    """Another program (a database browser, a backup or sync tool, Nibble Studio on another computer sharing the
+    folder) holds the database's lock through the start: SQLite gives up after its wait. The refusal said to check
+    that the folder is writable and its disk healthy and not full, none of which is the matter."""
+    path = tmp_path / "db.sqlite3"
+    _old_database(path, 8, "a cat", ("a dog", ""))  # its upgrade must write
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN EXCLUSIVE")
+    try:
+        with pytest.raises(StoreUnavailable) as refused:
+            open_store(path, tmp_path / "images")
+    finally:
+        other.rollback()
+        other.close()
+    assert str(refused.value) == f"The gallery database {path} is in use by another program (database is locked)."
+    hint = refused.value.hint
+    assert hint.startswith("Close the program that has it open") and "start Nibble Studio again" in hint
+    assert "writable" not in hint and "not full" not in hint and "Nothing in it was changed" in hint
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == 8  # left as it was
