@@ -466,8 +466,8 @@ _CUT_SHORT = "the file ends inside it (cut short)"
 @dataclass
 class _PngText:
     """What ``_text_chunks`` found: keyword -> text, keyword -> why its chunk cannot be read, the type of the
-    chunk other than text the file ends inside ("" when none: the file is whole), and the keywords of the iTXt chunks
-    whose text holds bytes that are not UTF-8 (read as U+FFFD)."""
+    chunk other than text the file ends inside ("" when none: the file is whole), and the keywords of the chunks
+    whose UTF-8 text holds bytes that are not UTF-8 (read as U+FFFD; ``_chunk_text``)."""
 
     texts: dict[str, str] = field(default_factory=dict)
     damaged: dict[str, str] = field(default_factory=dict)
@@ -489,24 +489,42 @@ def _inflate(packed: bytes) -> bytes | None:
 
 def _chunk_text(kind: bytes, rest: bytes) -> tuple[str | None, bool]:
     """The text of a tEXt, zTXt or iTXt chunk, given its body after the keyword (None when it unpacks to more than
-    ``MAX_TEXT_BYTES``), and whether it is an iTXt chunk's that holds bytes that are not UTF-8. Those are read as
-    U+FFFD, the rest as written: a writer that cut an emoji in two left such a byte, and the whole chunk was taken for
-    damaged, the picture's settings lost."""
+    ``MAX_TEXT_BYTES``), and whether its UTF-8 holds bytes that are not UTF-8. Those are read as U+FFFD, the rest as
+    written: a writer that cut an emoji in two left such a byte, and the whole chunk was taken for damaged (iTXt), or
+    read as Latin-1, each other accent and emoji of it two or three letters (tEXt, zTXt)."""
     if kind == b"tEXt":
-        return decode_text(rest), False
+        return _latin1_or_utf8(rest)
     if kind == b"zTXt":
         text = _inflate(rest[1:])
-        return (None if text is None else decode_text(text)), False
+        return (None, False) if text is None else _latin1_or_utf8(text)
     compressed = rest[0] == 1
     _lang, _, rest = rest[2:].partition(b"\0")
     _translated, _, text = rest.partition(b"\0")
     text = _inflate(text) if compressed else text
-    if text is None:
-        return None, False
+    return (None, False) if text is None else _utf8(text)
+
+
+def _utf8(raw: bytes) -> tuple[str, bool]:
+    """``raw`` as UTF-8, each byte that is not U+FFFD, and whether there was one."""
     try:
-        return text.decode("utf-8"), False
+        return raw.decode("utf-8"), False
     except UnicodeDecodeError:
-        return text.decode("utf-8", "replace"), True
+        return raw.decode("utf-8", "replace"), True
+
+
+# A character of UTF-8 text other than ASCII and U+FFFD: bytes that decode to one are UTF-8 (Latin-1 text almost never
+# holds such a sequence: "Ã" followed by a control character or "©")
+_UTF8_BEYOND_ASCII = re.compile("[^\x00-\x7f\ufffd]")
+
+
+def _latin1_or_utf8(raw: bytes) -> tuple[str, bool]:
+    """A tEXt or zTXt chunk's text (Latin-1 by the PNG standard; some programs write UTF-8 there), as ``_utf8`` gives
+    it: UTF-8 where it is, and where it holds UTF-8's characters besides bytes that are not (a character cut in two);
+    else Latin-1 (``decode_text``)."""
+    text, cut = _utf8(raw)
+    if cut and not _UTF8_BEYOND_ASCII.search(text):
+        return raw.decode("latin-1"), False
+    return text, cut
 
 
 def _text_chunks(f: BinaryIO) -> _PngText:
