@@ -397,19 +397,29 @@ def _settings(text: str) -> dict[str, Any]:
         return {}
     if not isinstance(parsed, dict):
         return {}
-    return storable(parsed) if _ESCAPED_SURROGATE.search(text) else parsed
+    return storable(parsed) if _escapes_lone_surrogate(text) else parsed
 
 
-# A lone surrogate's JSON escape. Stored settings are ASCII (``json.dumps``): a surrogate is in them only so, and the
-# settings of a row without one are not walked (a migration reads every row's).
+# A surrogate's JSON escape. Stored settings are ASCII (``json.dumps``): a surrogate is in them only so, and the
+# settings of a row without a lone one are not walked (a migration reads every row's).
 _ESCAPED_SURROGATE = re.compile(r"\\u[dD][89a-fA-F]")
+# What JSON text escapes that is no lone surrogate yet reads as one above: an escaped backslash (a Windows path's
+# "C:\\users\\ud83d") and a pair of surrogates, which is one character (an emoji: ``json.dumps`` writes each so).
+# Taken out left to right, each backslash left begins an escape.
+_NO_LONE_SURROGATE = re.compile(r"\\\\|\\u[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9a-fA-F]{2}")
+
+
+def _escapes_lone_surrogate(text: str) -> bool:
+    """Whether the JSON ``text`` holds a lone surrogate's escape ("\\ud83d", half an emoji). Rows with a whole emoji
+    were walked for one and their settings written out twice: 30,000 added in 1.45 s instead of 1.0 s."""
+    return bool(_ESCAPED_SURROGATE.search(text)) and bool(_ESCAPED_SURROGATE.search(_NO_LONE_SURROGATE.sub("", text)))
 
 
 def _stored_settings(settings: dict[str, Any]) -> tuple[dict[str, Any], str]:
     """(``settings`` as a row stores them, their JSON text): each lone surrogate in their text U+FFFD
     (``app.valid_text``), which SQLite refused with UnicodeEncodeError (the image was not added to the gallery)."""
     text = json.dumps(settings)
-    if _ESCAPED_SURROGATE.search(text):
+    if _escapes_lone_surrogate(text):
         settings = storable(settings)
         text = json.dumps(settings)
     return settings, text
