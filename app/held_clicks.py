@@ -1,5 +1,6 @@
 """Generate clicked while the LoRA copy check (``LoraTwins``) still reads the files of the rows switched on, on its
-thread (or the header of a file just added is read, ``LoraAdds``): the job was queued, and its engine refused a
+thread (or the header of a file just added is read, ``LoraAdds``, or the files of an image restored, whose LoRAs are
+switched on once read: ``LoraHashSearch.restoring``): the job was queued, and its engine refused a
 pair of copies only once the model had loaded (a minute for FLUX.1), in words of its own. The click now waits for
 the read ("Checking LoRA files…"), never reading a file on the window's thread, and is then taken as a click after
 it is: the job queued, or refused as the panel refuses a pair of copies. The job is the prompt panel's as it was at
@@ -82,6 +83,7 @@ class HeldClicks(QObject):
         self._said = ""  # the status line that says the clicks held wait, as last set here
         rows.twins.read.connect(self._read_ended)
         rows.adds.read.connect(self._read_ended)  # files just added, read
+        rows.hash_search.read.connect(self._read_ended)  # the files of an image restored, read: its rows switched on
         # A row whose file is read switched off or removed: the clicks wait for it no more. Queued: a read's end
         # (``LoraAdds``) says the files it refused before the clicks are released, as when ``read`` releases them.
         for changed in (rows.changed, rows.edited):

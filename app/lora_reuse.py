@@ -9,15 +9,14 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path, PureWindowsPath
+from pathlib import Path
 from typing import Any, NamedTuple
 
 from app.lora_entry import LoraEntry, fit_strength
-from app.lora_header import FileRead, read_file, read_header, read_stamp
-from gpu.generation.png_metadata import encodable
+from app.lora_files_read import FilesRead, file_names, given_path, is_named
+from app.lora_header import FileRead, read_stamp
 from gpu.lora.metadata import MAX_STRENGTH, content_hashes
 from gpu.lora.refs import finite
-from gpu.paths import resolved as resolve_path
 
 log = logging.getLogger(__name__)
 
@@ -94,14 +93,14 @@ def image_strengths(name: str, item: dict[str, Any], notices: list[str]) -> tupl
     return strength, text
 
 
-def first_usable(rows: list[LoraEntry]) -> LoraEntry:
+def first_usable(rows: list[LoraEntry], files: FilesRead) -> LoraEntry:
     """Of the rows an image's LoRA may be (one name listed in several folders), the one switched on at the drop until
-    the hash search settles which: the first whose file can be used now, or the first when none can
-    (``wanted_strengths`` then says why it stays off). One row is taken as it is: ``wanted_strengths`` reads its
-    header anyway."""
+    the hash search settles which: the first whose file can be used now (as ``files`` read it), or the first when
+    none can (``wanted_strengths`` then says why it stays off). One row is taken as it is: ``wanted_strengths``
+    looks at its header anyway."""
     if len(rows) == 1:
         return rows[0]
-    return next((e for e in rows if not read_header(e.path).problem), rows[0])
+    return next((e for e in rows if not files.read(e.path).header.problem), rows[0])
 
 
 def short_hash(item: dict[str, Any]) -> str:
@@ -111,37 +110,36 @@ def short_hash(item: dict[str, Any]) -> str:
     return digest.lower() if isinstance(digest, str) and len(digest) >= 8 else ""
 
 
-def rows_for_file(entries: list[LoraEntry], path: Path,
-                  add: Callable[[Path], LoraEntry | str]) -> list[LoraEntry] | str:  # fmt: skip
+def rows_for_file(entries: list[LoraEntry], path: Path, add: Callable[[Path], LoraEntry | str],
+                  files: FilesRead) -> list[LoraEntry] | str:  # fmt: skip
     """The rows of ``entries`` an image's LoRA file ``path`` may be: the listed one at that path, first, then the
     others listed under its file name (its file may have been saved over since: the image's hash tells); else those
     listed under the same file name whose file is there, in the panel's order; else the file, added (``add``: its
     row, or why it was not added, returned then); [] for none. A bare file name (what images record since they no
     longer carry the folder) is looked up by name only: resolved, it named a file in whatever folder the app was
-    started from, which was then added."""
-    given = path.expanduser() if path.expanduser().is_absolute() else None
-    resolved = resolve_path(given) if given is not None else None
-    # An image made on Windows names "C:\loras\x.safetensors", whose name on Linux would be all of it;
-    # PureWindowsPath splits at either separator. A Linux name that is not UTF-8 is in the image escaped
-    # ("styl\xe9.safetensors", ``encodable``), whose backslash is no separator.
-    file_names = {PureWindowsPath(str(path)).name, path.name}
-    named = [e for e in entries if {e.path.name, encodable(e.path.name)} & file_names and e.path.is_file()]
+    started from, which was then added. Every file is as ``files`` found it (``look_used``), on a thread."""
+    given = given_path(path)
+    resolved = files.resolved(given) if given is not None else None
+    names = file_names(path)
+    named = [e for e in entries if is_named(e.path, names) and files.is_file(e.path)]
     for e in entries:
         if resolved is not None and e.resolved == resolved:
-            return [e, *(n for n in named if n is not e)] if e.path.is_file() else []
+            return [e, *(n for n in named if n is not e)] if files.is_file(e.path) else []
     if named:
         return named
-    if given is None or not given.is_file():
+    if given is None or not files.is_file(given):
         return []
     added = add(given)
     return added if isinstance(added, str) else [added]
 
 
-def match_by_file(used: Any, find: Callable[[Path], list[LoraEntry] | str], notices: list[str]) -> Match:
+def match_by_file(used: Any, find: Callable[[Path], list[LoraEntry] | str], notices: list[str],
+                  files: FilesRead) -> Match:  # fmt: skip
     """The LoRAs of one of our images (``lora_list``: ``used``) matched to the rows ``find`` gives for each one's
     file (``rows_for_file``): the rows of a ref with a hash, one or several, are searched by contents (one tells
     whether the file is still the image's). Each entry that names no LoRA, or no file here, is said in
-    ``notices``, and so is each file ``find`` did not add (why, as it says)."""
+    ``notices``, and so is each file ``find`` did not add (why, as it says). ``files``: the files, as a thread
+    looked at them (``look_used``)."""
     refs: list[ImageRef] = []
     now: dict[int, LoraEntry] = {}
     jobs: dict[int, list[LoraEntry]] = {}
@@ -168,15 +166,16 @@ def match_by_file(used: Any, find: Callable[[Path], list[LoraEntry] | str], noti
         ref = ImageRef(rows[0].name, short_hash(item), item)
         if ref.digest:  # one row too: its file may have been saved over since (another LoRA of that name)
             jobs[len(refs)] = rows
-        now[len(refs)] = first_usable(rows)
+        now[len(refs)] = first_usable(rows, files)
         refs.append(ref)
     return Match(refs, now, jobs)
 
 
-def match_by_stem(refs: Any, entries: list[LoraEntry], notices: list[str]) -> Match:
+def match_by_stem(refs: Any, entries: list[LoraEntry], notices: list[str], files: FilesRead) -> Match:
     """The LoRAs of another program's image (``lora_refs``: ``refs``) matched to the rows of ``entries`` by file
     stem, in any case: a ref with a hash and no row of its stem, or several, is searched by contents (among all
-    rows, or those of its stem). Each entry that names no LoRA is said in ``notices``."""
+    rows, or those of its stem). Each entry that names no LoRA is said in ``notices``. ``files``: the rows' files, as
+    a thread looked at them (``look_refs``)."""
     refs_read: list[ImageRef] = []
     for ref in refs if isinstance(refs, list) else [refs]:
         name = str(ref.get("name") or "").strip() if isinstance(ref, dict) else ""
@@ -189,24 +188,25 @@ def match_by_stem(refs: Any, entries: list[LoraEntry], notices: list[str]) -> Ma
     jobs: dict[int, list[LoraEntry]] = {}
     for index, ref in enumerate(refs_read):
         folded = ref.name.casefold()
-        named = [e for e in entries if e.path.stem.casefold() == folded and e.path.is_file()]
+        named = [e for e in entries if e.path.stem.casefold() == folded and files.is_file(e.path)]
         if named:
-            now[index] = first_usable(named)
+            now[index] = first_usable(named, files)
         if ref.digest and len(named) != 1:
             jobs[index] = named or list(entries)
     return Match(refs_read, now, jobs)
 
 
 def wanted_strengths(refs: list[ImageRef], rows: dict[int, LoraEntry], notices: list[str],
-                     refused: Callable[[LoraEntry, FileRead], None], said: set[int] | None = None) -> Wanted:
+                     refused: Callable[[LoraEntry, FileRead], None], files: FilesRead,
+                     said: set[int] | None = None) -> Wanted:  # fmt: skip
     """``LoraState.switch_to``'s argument for ``refs`` matched to ``rows`` (ref index -> row): a row whose file
-    cannot be used now is left off, shown so by ``refused`` (``LoraState.show_refused``) and said in ``notices``, as
-    is a strength outside the engine's range; for the refs in ``said`` only, where given (the others were said at
-    the drop)."""
+    cannot be used now (as ``files`` read it, on a thread) is left off, shown so by ``refused``
+    (``LoraState.show_refused``) and said in ``notices``, as is a strength outside the engine's range; for the refs
+    in ``said`` only, where given (the others were said at the drop)."""
     wanted: Wanted = {}
     for index, entry in rows.items():
         ref, told = refs[index], notices if said is None or index in said else []
-        read = read_file(entry.path)
+        read = files.read(entry.path)
         if read.header.problem:  # replaced since by another model's LoRA, or damaged: every job would fail on it
             refused(entry, read)  # its row kept the old file's info, as if it were fine
             told.append(f"The image used the LoRA '{ref.name}' ({entry.path}), which cannot be used now: "

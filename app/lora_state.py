@@ -85,10 +85,13 @@ class LoraState(QObject):
 
     @property
     def reading(self) -> bool:
-        """Whether files of the rows switched on are being read on a thread (added, or by the copy check): no job
-        may take them until they are (a Generate click waits: ``HeldClicks``). A file added whose row was switched
-        off or removed meanwhile is no job's: a click waited for it all the same, as long as its share hung."""
-        return self.twins.busy or any(e.reading and e.enabled for e in self.entries)
+        """Whether files of the rows switched on are being read on a thread (added, or by the copy check), or those
+        of an image restored, whose rows are switched on once read (``LoraHashSearch.restoring``): no job may take
+        them until they are (a Generate click waits: ``HeldClicks``; one right after a drop took the old LoRAs). A
+        file added whose row was switched off or removed meanwhile is no job's: a click waited for it all the same,
+        as long as its share hung."""
+        return (self.twins.busy or self.hash_search.restoring
+                or any(e.reading and e.enabled for e in self.entries))  # fmt: skip
 
     def add_file(self, path: str | Path, enabled: bool = False, strength: float = 1.0) -> LoraEntry:
         entry = self._add(path, enabled, strength)

@@ -170,14 +170,14 @@ class SettingsRestore:
         ours, refs = str(settings.get("version", "")).startswith(APP_NAME), settings.get("lora_refs")
         if ours and ("lora_list" in settings or not isinstance(refs, list)):  # no lora_list: made without LoRAs
             # several rows of a file name: the one with the image's hash is looked for (as for refs), said when found
-            for text in self._loras.restore_used(settings.get("lora_list") or [], self._say_loras_not_found):
-                self._say(EngineError("notice", text, "Add the LoRA file again in the LoRA panel."))
+            self._loras.restore_used(settings.get("lora_list") or [], self._say_loras_not_used,
+                                     self._say_loras_not_found)  # fmt: skip
             applied.append("loras")
         elif isinstance(refs, list):  # another program's (or ours, its A1111 text alone): LoRAs by name and hash
             self._restore_refs(refs)
             applied.append("loras")
         else:  # no LoRAs could be read (a ComfyUI graph of custom nodes): the panel stays, none is switched off for it
-            self._loras.cancel_search()  # nor on for an image dropped before
+            self._loras.keep_panel()  # nor on for an image dropped before
         self._restored(applied)
         return notes
 
@@ -227,9 +227,16 @@ class SettingsRestore:
 
     def _restore_refs(self, refs: list[Any]) -> None:
         """The LoRA panel as an image of another program names its LoRAs (``LoraHashSearch.restore_refs``): each value
-        not restored as saved is said, and one notice names all those not in the panel once that is known (after
-        the search of the files' contents, when one runs)."""
-        self._say_loras_not_found([], self._loras.restore_refs(refs, self._say_loras_not_found))
+        not restored as saved is said once the rows' files are read, and one notice names all those not in the panel
+        once that is known (after the search of the files' contents, when one runs)."""
+        self._loras.restore_refs(refs, lambda notices: self._say_loras_not_found([], notices),
+                                 self._say_loras_not_found)  # fmt: skip
+
+    def _say_loras_not_used(self, notices: list[str]) -> None:
+        """``LoraHashSearch.restore_used``'s ``told``: each LoRA of one of our images not restored as saved (not
+        here, not added, unusable now) said, once its files were read."""
+        for text in notices:
+            self._say(EngineError("notice", text, "Add the LoRA file again in the LoRA panel."))
 
     def _say_loras_not_found(self, missing: list[str], notices: list[str]) -> None:
         """``LoraHashSearch.restore_refs``'s and ``restore_used``'s settled: the LoRAs of the dropped image that are not

@@ -227,6 +227,30 @@ def loras_added(qtbot, controller, paths: list[Path]) -> None:
     qtbot.waitUntil(lambda: not controller.loras.adds.busy, timeout=30000)
 
 
+def loras_restored(qtbot, loras) -> None:
+    """Waits until the LoRA files of an image restored (dropped, "Reuse settings") are read, on a thread of their
+    own, and its rows switched on (``LoraHashSearch.restoring``; the hash search, where one runs, goes on): ``loras``
+    is the ``LoraState``."""
+    qtbot.waitUntil(lambda: not loras.hash_search.restoring, timeout=30000)
+
+
+def used_restored(qtbot, loras, used, settled=None) -> list[str]:
+    """``LoraHashSearch.restore_used`` of ``used`` (an image's ``lora_list``) on the ``LoraState`` ``loras``, once
+    its files are read (``loras_restored``): what it told was not restored as saved."""
+    told: list[str] = []
+    loras.hash_search.restore_used(used, told.extend, settled)
+    loras_restored(qtbot, loras)
+    return told
+
+
+def refs_restored(qtbot, loras, refs, settled) -> list[str]:
+    """``used_restored`` of another program's image (``lora_refs``: ``LoraHashSearch.restore_refs``)."""
+    told: list[str] = []
+    loras.hash_search.restore_refs(refs, told.extend, settled)
+    loras_restored(qtbot, loras)
+    return told
+
+
 def added_copy(qtbot, controller, path: Path, select: bool = True) -> str:
     """The shipped demo INT4 model copied to ``path`` and added to the library (selected, as a model the user adds,
     unless ``select`` is False: as a quantize run's add); returns the name the library gave it."""

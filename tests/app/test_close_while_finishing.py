@@ -12,7 +12,7 @@ import sqlite3
 import subprocess
 import sys
 
-from tests.app.gui import window_without_engine
+from tests.app.gui import refs_restored, window_without_engine
 from tests.app.test_foreign_loras import _a1111_hash, _Hashing, _state
 
 _DRIVER = """
@@ -101,8 +101,8 @@ def test_closing_the_window_stops_the_search_of_an_images_loras(qtbot, data_root
     renamed = next(e for e in loras.entries if e.path == found.path)
     shown: list = []
     window.controller.error.connect(shown.append)
-    loras.hash_search.restore_refs([{"name": "detail", "strength": 0.5, "hash": _a1111_hash(renamed.path)}],
-                                   lambda *args: shown.append(args))  # fmt: skip
+    refs_restored(qtbot, loras, [{"name": "detail", "strength": 0.5, "hash": _a1111_hash(renamed.path)}],
+                  lambda *args: shown.append(args))  # fmt: skip
     hashing.held()
     window.close()
     hashing.release()

@@ -21,7 +21,7 @@ from PySide6.QtCore import QCoreApplication
 
 import app.lora_reuse
 from app.lora_state import LoraState
-from tests.app.gui import drop_file, loras_added
+from tests.app.gui import drop_file, loras_added, loras_restored, refs_restored
 from tests.app.test_lora_panel import _tiny_lora
 
 
@@ -94,12 +94,16 @@ def test_a1111_and_comfyui_images_switch_on_their_loras_and_name_the_missing_one
     a1111 = _png(tmp_path / "forge.png", "parameters",
                  "a cat, <lora:ink_style:0.8>, <lora:detail:0.5:3>, <lora:gone:1>\n"
                  f'Steps: 2, Seed: 7, Size: 128x128, Lora hashes: "detail: {_a1111_hash(detail)}"')  # fmt: skip
+    hashing.hold()  # the search by content held: the panel as the drop set it, till it ends
     drop_file(window.prompt_panel, a1111)
     assert controller.prompt.prompt == "a cat" and controller.prompt.seed == 7  # the tags are no prompt words
-    # at once: the row of its name, and none of the image's strange ones said yet (the search goes on)
+    loras_restored(qtbot, loras)
+    # once the rows' files are read: the row of its name, and none of the image's strange ones said yet (the search
+    # goes on)
     assert {e.path.name: (e.strength, e.text_strength) for e in loras.entries if e.enabled} == {
         "Ink_Style.safetensors": (0.8, None)}  # fmt: skip
     assert not shipped.enabled and not [e for e in shown if "LoRA" in e.message]
+    hashing.release()
     qtbot.waitUntil(lambda: rows["renamed-detail.safetensors"].enabled)  # found by its content, off this thread
     assert threading.main_thread() not in hashing.threads and hashing.threads
     on = {e.path.name: (e.strength, e.text_strength) for e in loras.entries if e.enabled}
@@ -131,6 +135,7 @@ def test_a1111_and_comfyui_images_switch_on_their_loras_and_name_the_missing_one
         "7": {"class_type": "EmptyLatentImage", "inputs": {"width": 128, "height": 128, "batch_size": 1}},
     }  # fmt: skip
     drop_file(window.prompt_panel, _png(tmp_path / "comfy.png", "prompt", json.dumps(graph)))
+    loras_restored(qtbot, window.controller.loras)
     assert controller.prompt.prompt == "a fox" and controller.prompt.seed == 11
     on = {e.path.name: (e.strength, e.text_strength) for e in loras.entries if e.enabled}
     assert on == {"Ink_Style.safetensors": (0.6, 0.3)} and not rows["renamed-detail.safetensors"].enabled
@@ -191,8 +196,8 @@ def test_a_row_of_the_lora_name_is_used_without_reading_any_file(qtbot, tmp_path
     state = _state(tmp_path, "Ink", "a", "b", "c")
     said: list[tuple[list[str], list[str]]] = []
     ref = {"name": "ink", "strength": 0.7, "text_strength": None, "hash": "0123456789ab"}
-    assert state.hash_search.restore_refs([ref, {"name": "gone", "strength": 1.0}],
-                                          lambda *args: said.append(args)) == []  # fmt: skip
+    assert refs_restored(qtbot, state, [ref, {"name": "gone", "strength": 1.0}],
+                         lambda *args: said.append(args)) == []  # fmt: skip
     assert [(e.name, e.strength) for e in state.entries if e.enabled] == [("Ink", 0.7)]
     assert said == [(["gone"], [])]  # settled before it returned: no search
     assert hashing.read == [] and all(e.hashes is None for e in state.entries)
@@ -207,9 +212,9 @@ def test_a_late_match_is_dropped_when_the_panel_changed_or_another_image_came(qt
     a, b, renamed = state.entries
     said: list[tuple[list[str], list[str]]] = []
     digest = _a1111_hash(renamed.path)
-    state.hash_search.restore_refs([{"name": "detail", "strength": 0.5, "hash": digest},
-                        {"name": "gone", "strength": 1.0, "hash": "0123456789ab"}],
-                       lambda *args: said.append(args))  # fmt: skip
+    refs_restored(qtbot, state, [{"name": "detail", "strength": 0.5, "hash": digest},
+                                 {"name": "gone", "strength": 1.0, "hash": "0123456789ab"}],
+                  lambda *args: said.append(args))  # fmt: skip
     hashing.held()
     state.set_enabled(a, True)  # as the row's checkbox does, while the search runs
     hashing.release()
@@ -219,18 +224,18 @@ def test_a_late_match_is_dropped_when_the_panel_changed_or_another_image_came(qt
     hashing.hold()
     for entry in state.entries:
         entry.hashes = None  # each file is read again: the search is held at the first
-    state.hash_search.restore_refs([{"name": "detail", "strength": 0.5, "hash": digest}],
-                                   lambda *args: said.append(args))  # fmt: skip
+    refs_restored(qtbot, state, [{"name": "detail", "strength": 0.5, "hash": digest}],
+                  lambda *args: said.append(args))  # fmt: skip
     hashing.held()
-    state.hash_search.restore_refs([{"name": "B", "strength": 0.3}], lambda *args: said.append(args))  # the next image
+    refs_restored(qtbot, state, [{"name": "B", "strength": 0.3}], lambda *args: said.append(args))  # the next image
     hashing.release()
     assert [(e.name, e.strength) for e in state.entries if e.enabled] == [("b", 0.3)] and said == [([], [])]
 
     hashing.hold()
     for entry in state.entries:
         entry.hashes = None
-    state.hash_search.restore_refs([{"name": "detail", "strength": 0.5, "hash": digest}],
-                                   lambda *args: said.append(args))  # fmt: skip
+    refs_restored(qtbot, state, [{"name": "detail", "strength": 0.5, "hash": digest}],
+                  lambda *args: said.append(args))  # fmt: skip
     hashing.held()
     QCoreApplication.instance().aboutToQuit.emit()  # the app quits: the search stops after the file it reads
     hashing.release()
@@ -246,9 +251,11 @@ def test_of_several_rows_of_the_lora_name_the_one_with_its_hash_is_used(qtbot, t
     state = _two_versions(tmp_path, "other")
     other, old, new = state.entries
     said: list[tuple[list[str], list[str]]] = []
-    state.hash_search.restore_refs([{"name": "ink", "strength": 0.6, "hash": _a1111_hash(new.path)}],
-                                   lambda *a: said.append(a))  # fmt: skip
+    hashing.hold()
+    refs_restored(qtbot, state, [{"name": "ink", "strength": 0.6, "hash": _a1111_hash(new.path)}],
+                  lambda *a: said.append(a))  # fmt: skip
     assert [e.enabled for e in state.entries] == [False, True, False] and said == []
+    hashing.release()
     qtbot.waitUntil(lambda: new.enabled)
     assert [e.enabled for e in state.entries] == [False, False, True] and new.strength == 0.6 and said == [([], [])]
     assert sorted(hashing.read) == ["Ink.safetensors", "ink.safetensors"]

@@ -13,7 +13,7 @@ from app.lora_header import read_header
 from app.settings import LoraSetting, Settings, save_settings
 from gpu.lora import read_lora
 from gpu.paths import resources_dir
-from tests.app.gui import generate_one, window_without_engine
+from tests.app.gui import generate_one, used_restored, window_without_engine
 from tests.app.test_lora_panel import _tiny_lora
 from tests.lora_files import sdxl_like, text_encoder_lora
 
@@ -138,7 +138,7 @@ def test_reusing_an_image_whose_listed_lora_file_is_refused_now_shows_why_on_its
         sdxl_like(style)  # another model's LoRA saved over it
         problem = read_header(style).problem
         settled.clear()
-        notices = controller.loras.hash_search.restore_used([used], lambda *said: settled.append(said))
+        notices = used_restored(qtbot, controller.loras, [used], lambda *said: settled.append(said))
         assert notices == [f"The image used the LoRA 'style' ({style}), which cannot be used now: {problem}; new "
                            "images are made without it."]  # fmt: skip
         row = panel.row_for("style")

@@ -12,7 +12,7 @@ import pytest
 from app.data_dir import resolve_data_dir
 from gpu.lora import read_lora
 from gpu.paths import resources_dir
-from tests.app.gui import window_without_engine
+from tests.app.gui import used_restored, window_without_engine
 
 NAME = "monochrome-style.safetensors"
 
@@ -32,7 +32,7 @@ def test_the_example_lora_is_found_in_the_moved_app_folder_on_at_its_strength(qt
     # an image made with the example in the old folder finds it (by its hash)
     state.switch_to({})
     used = {"name": "monochrome-style", "file": str(old), "strength": 0.7, "hash": read_lora(shipped).short_hash}
-    state.hash_search.restore_used([used], lambda *said: None)
+    used_restored(qtbot, state, [used], lambda *said: None)
     qtbot.waitUntil(lambda: state.entries[0].enabled)
     assert state.entries[0].strength == 0.7
     window.close()

@@ -12,7 +12,7 @@ from PIL import Image
 from gpu.generation.png_metadata import write_png
 from gpu.lora import read_lora
 from gpu.paths import resources_dir
-from tests.app.gui import drop_file
+from tests.app.gui import drop_file, loras_restored
 from tests.app.test_foreign_loras import _Hashing
 from tests.lora_files import sdxl_like, text_encoder_lora
 
@@ -40,6 +40,7 @@ def test_a_lora_file_saved_over_since_the_image_was_made_is_said(qtbot, bare_win
     text_encoder_lora(te, seed=5)  # another LoRA saved over it
 
     drop_file(bare_window.prompt_panel, png)
+    loras_restored(qtbot, controller.loras)
     assert entry.enabled and entry.strength == 0.7
     qtbot.waitUntil(lambda: bool(shown))
     assert [e.message for e in shown] == [
@@ -51,6 +52,7 @@ def test_a_lora_file_saved_over_since_the_image_was_made_is_said(qtbot, bare_win
     te.write_bytes(made_with)
     controller.loras.set_enabled(entry, False)
     drop_file(bare_window.prompt_panel, png)
+    loras_restored(qtbot, controller.loras)
     assert entry.enabled
     qtbot.waitUntil(lambda: controller.loras.hash_search._search is None)  # settled, with nothing to say
     assert [e.message for e in shown if "LoRA" in e.message] == []
@@ -78,6 +80,7 @@ def test_a_file_saved_over_is_said_though_the_panel_changed_while_it_was_hashed(
         hashing.hold()
         entry.hashes = None  # its file is read again: the search is held there
         drop_file(bare_window.prompt_panel, png)
+        loras_restored(qtbot, controller.loras)
         hashing.held()
         touch()
         hashing.release()
@@ -109,6 +112,7 @@ def test_a_file_an_image_names_is_added_only_if_it_is_a_usable_lora(qtbot, bare_
                                           {"name": "flux-style", "file": str(flux), "strength": 0.6}])  # fmt: skip
 
     drop_file(bare_window.prompt_panel, png)
+    loras_restored(qtbot, controller.loras)
     assert [e.path for e in controller.loras.entries] == [*rows, flux]
     assert controller.loras.requests() == [(str(flux), 0.6)]
     said = [e.message for e in shown]

@@ -5,6 +5,7 @@ v1 stayed on, the wrong version, and new images differed without a word."""
 
 from __future__ import annotations
 
+from tests.app.gui import refs_restored
 from tests.app.test_foreign_loras import _a1111_hash, _Hashing, _two_versions
 
 
@@ -13,8 +14,8 @@ def test_the_version_found_but_left_off_is_said(qtbot, tmp_path, monkeypatch):
     state = _two_versions(tmp_path, "other")
     other, old, new = state.entries
     said: list = []
-    state.hash_search.restore_refs([{"name": "ink", "strength": 0.6, "hash": _a1111_hash(new.path)}],
-                                   lambda *a: said.append(a))  # fmt: skip
+    refs_restored(qtbot, state, [{"name": "ink", "strength": 0.6, "hash": _a1111_hash(new.path)}],
+                  lambda *a: said.append(a))  # fmt: skip
     hashing.held()
     state.set_strength(other, 0.3)  # the user touches the panel while the files are read
     hashing.release()
@@ -30,8 +31,8 @@ def test_nothing_is_said_when_the_user_switched_the_lora_off(qtbot, tmp_path, mo
     state = _two_versions(tmp_path)
     old, new = state.entries
     said: list = []
-    state.hash_search.restore_refs([{"name": "ink", "strength": 0.6, "hash": _a1111_hash(new.path)}],
-                                   lambda *a: said.append(a))  # fmt: skip
+    refs_restored(qtbot, state, [{"name": "ink", "strength": 0.6, "hash": _a1111_hash(new.path)}],
+                  lambda *a: said.append(a))  # fmt: skip
     hashing.held()
     state.set_enabled(old, False)  # the user's choice: no ink at all
     hashing.release()

@@ -14,7 +14,7 @@ from PySide6.QtCore import Qt
 
 from app.settings import load_settings
 from gpu.generation.png_metadata import parse_parameters, read_png_text
-from tests.app.gui import drop_file, open_window
+from tests.app.gui import drop_file, loras_restored, open_window, used_restored
 from tests.test_lora_folder import refuse_to_list
 
 
@@ -69,9 +69,11 @@ def test_lora_panel_applies_and_removes_a_lora(qtbot, style_lora, window, tmp_pa
     # "reuse settings" brings back the LoRAs an image was made with, and switches them off for one made without
     row.slider.setValue(40)
     window.controller.reuse_settings(styled)
+    loras_restored(qtbot, window.controller.loras)
     assert window.controller.loras.requests() == [(str(lora.resolve()), 1.5)]
     assert panel.row_for(entry.name).enabled.isChecked()
     window.controller.reuse_settings(plain)
+    loras_restored(qtbot, window.controller.loras)
     assert window.controller.loras.requests() == []
     # the LoRA's file moved to another folder: the user is told; once that file is listed, it is found by name
     (tmp_path / "other").mkdir()
@@ -79,10 +81,12 @@ def test_lora_panel_applies_and_removes_a_lora(qtbot, style_lora, window, tmp_pa
     window.controller.loras.remove(entry)
     with qtbot.waitSignal(window.controller.error, timeout=5000) as blocker:
         window.controller.reuse_settings(styled)
+        loras_restored(qtbot, window.controller.loras)
     assert blocker.args[0].kind == "notice" and f"({lora.name})" in blocker.args[0].message  # the name: no folders
     assert window.controller.loras.requests() == []
     window.controller.loras.add_file(moved)
     window.controller.reuse_settings(styled)
+    loras_restored(qtbot, window.controller.loras)
     assert window.controller.loras.requests() == [(str(moved.resolve()), 1.5)]
 
 
@@ -183,6 +187,7 @@ def test_a_png_with_a_damaged_lora_list_restores_what_it_can_and_says_what_not(q
     shown: list = []
     controller.error.connect(shown.append)
     drop_file(window.prompt_panel, png)
+    loras_restored(qtbot, window.controller.loras)
     assert controller.prompt.prompt == "a restored prompt" and controller.prompt.seed == 5
     assert shipped.enabled and shipped.strength == 1.0  # the usable entry is used, at the default strength
     messages = " | ".join(e.message for e in shown)
@@ -194,6 +199,7 @@ def test_a_png_with_a_damaged_lora_list_restores_what_it_can_and_says_what_not(q
     write_png(png, Image.new("RGB", (16, 16)), settings)
     shown.clear()
     drop_file(window.prompt_panel, png)
+    loras_restored(qtbot, window.controller.loras)
     assert controller.prompt.prompt == "a huge strength" and shipped.enabled and shipped.strength == 1.0
     assert any("monochrome-style" in e.message and "no number" in e.message for e in shown)
 
@@ -451,10 +457,10 @@ def test_reusing_an_image_whose_lora_file_is_no_usable_lora_now_leaves_it_off(qt
     state = LoraState()
     entry = state.add_file(lora)
     used = [{"name": "style", "file": str(lora), "strength": 0.8}]
-    assert state.hash_search.restore_used(used) == [] and entry.enabled and entry.strength == 0.8
+    assert used_restored(qtbot, state, used) == [] and entry.enabled and entry.strength == 0.8
     entry.enabled = False
     sdxl_like(lora)  # another download saved over it
-    notices = state.hash_search.restore_used(used)
+    notices = used_restored(qtbot, state, used)
     assert not entry.enabled and len(notices) == 1
     assert notices[0].startswith(f"The image used the LoRA 'style' ({lora}), which cannot be used now: ")
     assert "Stable Diffusion" in notices[0] and notices[0].endswith("new images are made without it.")
@@ -467,8 +473,8 @@ def test_an_image_whose_lora_strengths_are_true_or_false_says_so(qtbot, tmp_path
 
     state = LoraState()
     entry = state.add_file(_tiny_lora(tmp_path / "style.safetensors"))
-    notices = state.hash_search.restore_used([{"name": "style", "file": str(entry.path), "strength": True,
-                                               "text_strength": False}])  # fmt: skip
+    notices = used_restored(qtbot, state, [{"name": "style", "file": str(entry.path), "strength": True,
+                                            "text_strength": False}])  # fmt: skip
     assert notices == [
         "The image's strength for the LoRA 'style' is no number (True); it is used at 1.0.",
         "The image's text strength for the LoRA 'style' is no number (False); its CLIP/T5 parts are used at its "
@@ -575,12 +581,14 @@ def test_a_lora_with_a_text_part_gets_a_text_strength_of_its_own(qtbot, window, 
     row.slider.setValue(100)
     assert state.requests() == [(str(both), 1.0)]
     drop_file(window.prompt_panel, png)
+    loras_restored(qtbot, window.controller.loras)
     row = panel.row_for("with clip")
     assert state.requests() == [(str(both), 0.9, 0.3)] and not row.text_same.isChecked()
     assert row.text_value.value() == 0.3 and row.slider.value() == 90
     older = {**made.settings, "lora_list": [{k: v for k, v in used.items() if k != "text_strength"}]}
     write_png(tmp_path / "older.png", Image.new("RGB", (16, 16)), older)
     drop_file(window.prompt_panel, tmp_path / "older.png")
+    loras_restored(qtbot, window.controller.loras)
     row = panel.row_for("with clip")
     assert state.requests() == [(str(both), 0.9)] and row.text_same.isChecked() and row.text_value.value() == 0.9
 
@@ -652,13 +660,13 @@ def test_a_change_updates_the_rows_in_place_and_reusing_the_same_loras_changes_n
     changes: list[None] = []
     state.changed.connect(lambda: changes.append(None))
     used = [{"name": "style 1", "file": str(files[1]), "strength": 0.5, "text_strength": 0.25}]
-    assert state.hash_search.restore_used(used) == []
+    assert used_restored(qtbot, state, used) == []
     assert changes == [None] and panel.rows == [first, second, third]
     assert [row.enabled.isChecked() for row in panel.rows] == [False, True, False]
     assert second.slider.value() == 50 and second.value.text() == "0.50"
     assert second.entry.text_strength == 0.25 and not second.text_same.isChecked()  # the widgets set nothing back
     assert state.requests() == [(str(files[1]), 0.5, 0.25)]  # sent as the image gave it: the engine's to drop
-    state.hash_search.restore_used(used)  # the panel is as the image says already
+    used_restored(qtbot, state, used)  # the panel is as the image says already
     assert changes == [None]
 
     _tiny_lora(files[1], rank=2, words="new words")  # another LoRA saved over the enabled one

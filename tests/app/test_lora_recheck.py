@@ -9,6 +9,7 @@ from pathlib import Path
 from app.lora_state import LoraState
 from gpu.errors import UserError
 from gpu.paths import resources_dir
+from tests.app.gui import used_restored
 
 
 def test_a_lora_unreadable_once_is_read_again_at_the_next_generate(qtbot, tmp_path, monkeypatch):
@@ -41,6 +42,9 @@ def test_a_lora_named_by_file_name_only_is_never_taken_from_the_current_folder(q
     (tmp_path / shipped.name).write_bytes(shipped.read_bytes())
     monkeypatch.chdir(tmp_path)
     state = LoraState()
-    assert state.hash_search._find(Path(shipped.name)) == [] and state.entries == []
+    used = [{"name": shipped.stem, "file": shipped.name, "strength": 0.5}]
+    assert used_restored(qtbot, state, used) == [f"The image used the LoRA '{shipped.stem}' ({shipped.name}), which "
+                                                 "is not here any more; new images are made without it."]  # fmt: skip
+    assert state.entries == []
     listed = state.add_file(resources_dir() / "loras" / shipped.name)
-    assert state.hash_search._find(Path(shipped.name)) == [listed]
+    assert used_restored(qtbot, state, used) == [] and state.requests() == [(str(listed.path), 0.5)]

@@ -18,7 +18,7 @@ from app.lora_state import LoraState
 from gpu.generation.png_metadata import write_png
 from gpu.lora import read_lora
 from gpu.paths import resources_dir
-from tests.app.gui import drop_file
+from tests.app.gui import drop_file, refs_restored, used_restored
 from tests.app.test_foreign_loras import _Hashing
 from tests.app.test_lora_panel import _tiny_lora
 
@@ -46,20 +46,27 @@ def test_of_several_rows_of_the_images_file_name_the_one_with_its_hash_is_used(q
     other, v1, v2 = state.entries
     said: list[tuple[list[str], list[str]]] = []
     used = {"name": "style", "file": "style.safetensors", "strength": 0.8, "hash": read_lora(v2.path).short_hash}
-    assert state.hash_search.restore_used([used], lambda *a: said.append(a)) == []
+    hashing.hold()  # the search of the contents held: the rows as the drop switched them on, till it ends
+    assert used_restored(qtbot, state, [used], lambda *a: said.append(a)) == []
     assert [e.enabled for e in state.entries] == [False, True, False] and said == []
+    hashing.release()
     qtbot.waitUntil(lambda: v2.enabled)
     assert [e.enabled for e in state.entries] == [False, False, True] and v2.strength == 0.8 and said == [([], [])]
     assert sorted(hashing.read) == ["style.safetensors"] * 2 and threading.main_thread() not in hashing.threads
 
     hashing.read.clear()
-    assert state.hash_search.restore_used([{**used, "file": str(v1.path), "strength": 0.5}],
-                                          lambda *a: said.append(a)) == []  # fmt: skip
+    hashing.hold()
+    v1.hashes = None  # its file hashed again (v2's kept): the search is held there while the drop's rows are seen
+    assert used_restored(qtbot, state, [{**used, "file": str(v1.path), "strength": 0.5}],
+                         lambda *a: said.append(a)) == []  # fmt: skip
     assert [(e.enabled, e.strength) for e in (v1, v2)] == [(True, 0.5), (False, 0.8)]  # its very path: on at once
+    hashing.release()
     # ... and searched first: saved over since (here, the image's hash is v2's), the row with the hash replaces it
     qtbot.waitUntil(lambda: v2.enabled)
     assert [(e.enabled, e.strength) for e in (v1, v2)] == [(False, 0.5), (True, 0.5)] and said[1] == ([], [])
-    assert state.hash_search.restore_used([{**used, "hash": None}], lambda *a: said.append(a)) == []
+    assert hashing.read == ["style.safetensors"]  # v1's alone: v2's hashes kept per file version
+    hashing.read.clear()
+    assert used_restored(qtbot, state, [{**used, "hash": None}], lambda *a: said.append(a)) == []
     assert [e.enabled for e in state.entries] == [False, True, False]
     assert hashing.read == []  # the hashes kept per file version: no file read again
     assert said == [([], [])] * 3 and state.hash_search._search is None
@@ -98,7 +105,7 @@ def test_several_rows_of_the_images_file_name_none_with_its_hash_are_said(qtbot,
                      _tiny_lora(tmp_path / "v2" / "style.safetensors", 3)], enabled=False)  # fmt: skip
     said: list[tuple[list[str], list[str]]] = []
     used = {"name": "style", "file": "style.safetensors", "strength": 0.8, "hash": "0123456789ab"}
-    assert state.hash_search.restore_used([used], lambda *a: said.append(a)) == []
+    assert used_restored(qtbot, state, [used], lambda *a: said.append(a)) == []
     qtbot.waitUntil(lambda: bool(said))
     assert [e.enabled for e in state.entries] == [True, False]
     assert said == [([], [f"The image used the LoRA 'style' with the hash 0123456789ab, which none of the LoRA files "
@@ -107,7 +114,7 @@ def test_several_rows_of_the_images_file_name_none_with_its_hash_are_said(qtbot,
     # The first row damaged since it was listed: the next one that can be used is on at the drop, and said so
     said.clear()
     state.entries[0].path.write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{}      ")
-    assert state.hash_search.restore_used([used], lambda *a: said.append(a)) == []
+    assert used_restored(qtbot, state, [used], lambda *a: said.append(a)) == []
     assert [e.enabled for e in state.entries] == [False, True]
     qtbot.waitUntil(lambda: bool(said))
     assert said[0][1] == [f"The image used the LoRA 'style' with the hash 0123456789ab, which none of the LoRA files "
@@ -117,7 +124,7 @@ def test_several_rows_of_the_images_file_name_none_with_its_hash_are_said(qtbot,
     # second sentence, "… which none of the LoRA files of that name listed here has: none of them is on.", repeated it)
     said.clear()
     state.entries[1].path.write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{}      ")
-    at_drop = state.hash_search.restore_used([used], lambda *a: said.append(a))
+    at_drop = used_restored(qtbot, state, [used], lambda *a: said.append(a))
     qtbot.waitUntil(lambda: bool(said))
     assert [e.enabled for e in state.entries] == [False, False] and "cannot be used now" in at_drop[0]
     assert said == [([], [])]
@@ -132,8 +139,8 @@ def test_another_programs_lora_of_several_rows_the_first_usable_one_is_on(qtbot,
                      _tiny_lora(tmp_path / "v2" / "style.safetensors", 3)], enabled=False)  # fmt: skip
     state.entries[0].path.write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{}      ")
     said: list[tuple[list[str], list[str]]] = []
-    assert state.hash_search.restore_refs([{"name": "style", "hash": "0123456789ab", "strength": 0.7}],
-                                          lambda *a: said.append(a)) == []  # fmt: skip
+    assert refs_restored(qtbot, state, [{"name": "style", "hash": "0123456789ab", "strength": 0.7}],
+                         lambda *a: said.append(a)) == []  # fmt: skip
     assert [e.enabled for e in state.entries] == [False, True] and state.entries[1].strength == 0.7
     qtbot.waitUntil(lambda: bool(said))
     assert f"{state.entries[1].path} is on instead" in said[0][1][0]

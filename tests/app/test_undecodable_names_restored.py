@@ -16,7 +16,7 @@ from PIL import Image
 from gpu.generation.png_metadata import write_png
 from gpu.library import ModelLibrary
 from gpu.paths import resources_dir
-from tests.app.gui import open_window
+from tests.app.gui import open_window, used_restored
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="file names are bytes on Linux; others refuse them")
 
@@ -43,7 +43,7 @@ def test_reusing_an_image_switches_on_the_lora_it_names_escaped(qtbot, tmp_path)
     state = LoraState()
     entry = state.add_file(os.fsdecode(lora))
     used = [{"file": "/home/ana/loras/styl\\xe9.safetensors", "name": "styl\\xe9", "strength": 0.5}]
-    assert state.hash_search.restore_used(used) == []
+    assert used_restored(qtbot, state, used) == []
     assert entry.enabled and entry.strength == 0.5
 
 

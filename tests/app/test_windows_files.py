@@ -14,7 +14,7 @@ from PIL import Image
 from app.data_dir import resolve_data_dir
 from app.store import Store
 from gpu.generation.png_metadata import write_png
-from tests.app.gui import open_window
+from tests.app.gui import open_window, used_restored
 
 SHARING_VIOLATION = "The process cannot access the file because it is being used by another process"
 
@@ -85,5 +85,5 @@ def test_reusing_an_image_made_on_windows_finds_its_lora_by_file_name(qtbot, tmp
     entry = state.add_file(lora)
     used = [{"file": "C:\\Users\\ana\\loras\\monochrome-style.safetensors", "name": "monochrome-style",
              "strength": 0.5}]
-    assert state.hash_search.restore_used(used) == []
+    assert used_restored(qtbot, state, used) == []
     assert entry.enabled and entry.strength == 0.5
