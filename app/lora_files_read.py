@@ -121,9 +121,10 @@ def look_used(used: Any, rows: list[tuple[Path, Path]]) -> FilesRead:
     return files
 
 
-def look_refs(refs: Any, rows: list[Path]) -> FilesRead:
-    """On the thread: what ``app.lora_reuse.match_by_stem`` asks of the LoRAs of another program's image (``refs``:
-    ``lora_refs``), the panel's rows being at ``rows``: each row whose file stem is one of theirs, in any case."""
+def rows_of_stems(refs: Any, rows: list[Path]) -> list[Path]:
+    """What ``app.lora_reuse.match_by_stem`` asks of the LoRAs of another program's image (``refs``: ``lora_refs``),
+    the panel's rows being at ``rows``: each row whose file stem is one of theirs, in any case (names alone: no file
+    is looked at here)."""
     stems = {str(ref.get("name") or "").strip().casefold() for ref in (refs if isinstance(refs, list) else [refs])
              if isinstance(ref, dict)}  # fmt: skip
-    return FilesRead().look_all(row for row in rows if row.stem.casefold() in stems)
+    return [row for row in rows if row.stem.casefold() in stems]

@@ -17,7 +17,7 @@ from PySide6.QtCore import QCoreApplication, QObject, Signal
 
 from app.background import start_thread, to_qt_thread
 from app.lora_entry import LoraEntry
-from app.lora_files_read import FilesRead, look_refs, look_used
+from app.lora_files_read import FilesRead, look_used, rows_of_stems
 from app.lora_reuse import (
     HashSearch,
     Match,
@@ -107,7 +107,10 @@ class LoraHashSearch(QObject):
         ``used`` comes from a PNG (any program can write one, and claim to be us): entries that are no LoRA
         (not a mapping, a name no file can have, a strength that is no number) are said, never raised on."""
         rows = [(e.path, e.resolved) for e in self._rows.entries]
-        self._read_then(lambda: look_used(used, rows), lambda files, notices: self._match_used(used, files, notices),
+        # An image made without LoRAs (or whose list names none) touches no file: its rows are switched off at once
+        names_one = any(isinstance(item, dict) for item in (used if isinstance(used, list) else [used]))
+        self._read_then((lambda: look_used(used, rows)) if names_one else None,
+                        lambda files, notices: self._match_used(used, files, notices),
                         told, settled or told_nothing)  # fmt: skip
 
     def _match_used(self, used: Any, files: FilesRead, notices: list[str]) -> Match:
@@ -131,18 +134,22 @@ class LoraHashSearch(QObject):
         meanwhile: the late rows stay off then. ``settled`` is called on this thread with the names of the LoRAs
         not in the panel once they are known: before ``told`` when no file is hashed, else when the search ends,
         the panel changed or not (not at all when another image came or the app quits meanwhile)."""
-        rows = [e.path for e in self._rows.entries]
-        self._read_then(lambda: look_refs(refs, rows),
+        rows = rows_of_stems(refs, [e.path for e in self._rows.entries])
+        self._read_then((lambda: FilesRead().look_all(rows)) if rows else None,
                         lambda files, notices: match_by_stem(refs, self._rows.entries, notices, files),
                         told, settled)  # fmt: skip
 
-    def _read_then(self, look: Callable[[], FilesRead], match: Callable[[FilesRead, list[str]], Match], told: Told,
-                   settled: RefsSettled) -> None:  # fmt: skip
+    def _read_then(self, look: Callable[[], FilesRead] | None, match: Callable[[FilesRead, list[str]], Match],
+                   told: Told, settled: RefsSettled) -> None:  # fmt: skip
         """An image's restore: the files it looks at read on a thread of their own (``look``, given the panel's rows
-        as they are now), then matched to the rows on this thread (``match``, ``_on_read``). A search or a restore
-        still under way for an image dropped before is dropped."""
+        as they are now), then matched to the rows on this thread (``match``, ``_on_read``); at once where it looks
+        at none (``look`` None: a Generate right after the drop of an image made without LoRAs is not held). A
+        search or a restore still under way for an image dropped before is dropped."""
         self.cancel_search()
         self._restore = restore = PendingRestore(self._rows.panel_state(), match, told, settled)
+        if look is None:
+            self._on_read(restore, FilesRead())
+            return
         # A daemon, as the hash search: a quit does not wait for the files it reads; ``_run_search`` says why it holds
         # the state.
         start_thread("LoRA restore", self._run_read, restore, look, self._rows)

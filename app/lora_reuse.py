@@ -175,7 +175,7 @@ def match_by_stem(refs: Any, entries: list[LoraEntry], notices: list[str], files
     """The LoRAs of another program's image (``lora_refs``: ``refs``) matched to the rows of ``entries`` by file
     stem, in any case: a ref with a hash and no row of its stem, or several, is searched by contents (among all
     rows, or those of its stem). Each entry that names no LoRA is said in ``notices``. ``files``: the rows' files, as
-    a thread looked at them (``look_refs``)."""
+    a thread looked at them (those of ``rows_of_stems``)."""
     refs_read: list[ImageRef] = []
     for ref in refs if isinstance(refs, list) else [refs]:
         name = str(ref.get("name") or "").strip() if isinstance(ref, dict) else ""
