@@ -43,6 +43,15 @@ thread's ``image_saved``) long before a second look can find it unchanged, and `
 that has a row by the time its batch is committed. A picture Undo brings back, or Save as writes over one in the
 gallery, has its row already.
 
+No file-system call of the images folder's is made on the Qt thread (a dead network mount or a failing drive in it
+froze the window): the looks list and stat on their thread, the check of which folder is at its path after its parent
+changed runs on a thread of its own (one at a time), and the watch of a folder new to the watch is set once a look
+found it there. Qt's ``addPaths`` itself stats the folder and sets the system's watch on the Qt thread (a stat and an
+``inotify_add_watch`` of its path, seen with strace): made only a moment after the look's thread found it answering.
+A look with no answer for ``SLOW_MS`` (such a mount: its listing may never return) is logged once and said above
+the grid (``away``) until it returns; no second look of the tree is started behind it, the changes told of meanwhile
+have it looked at once it returns.
+
 While a folder the system will not watch is there (Linux's limit of watched folders, inotify's
 ``max_user_watches``, reached), the images folder is looked at every ``POLL_MS`` too, which the log says once per
 such folder: before, the pictures put in it were found at the next start only."""
@@ -85,6 +94,10 @@ GIVE_UP_S = 60.0
 # How often the images folder is looked at while it cannot be listed (``FolderWatch``): one failed listing; and how
 # long after a look that failed (its error, or the database's) it is made again.
 AWAY_MS = 5000
+# How long a look may go without an answer before the log and the window say so (``FolderWatch._not_answering``): a
+# dead network mount or a failing drive in the images folder holds its listing, maybe for good, and every later look
+# waited behind it without a word.
+SLOW_MS = 30_000
 
 Stamp = tuple[int, int]  # a file's size and modification time (ns): what changes while it is written
 Identity = tuple[int, int]  # a folder's device and inode: another folder at the same path has another
@@ -123,6 +136,10 @@ class Look:
     # entries are not gone
     unreadable: dict[str, str] = field(default_factory=dict)
     away: EngineError | None = None  # why the images folder could not be listed, as a job refused for it says it
+    # The folders listed that are still folders at its end, to watch: looked at on the look's thread (a stat on the
+    # window's thread froze it on a dead mount), one removed since its listing left out (Qt's watch refused it,
+    # which was taken for the system's limit of watches)
+    there: list[str] = field(default_factory=list)
 
     @property
     def waiting(self) -> list[str]:
@@ -143,8 +160,8 @@ def look_at_folder(data: DataDir, with_file: Set[str], trashed: Container[str], 
     with a file, ``trashed``: the trash's; ``Store.watched_paths``) compared with the last look's ``seen``: ready to
     import (or to be a missing entry's file again) when unchanged since, and a whole PNG (or unchanged for
     ``GIVE_UP_S``); and the entries of ``with_file`` not listed, once the images folder itself was, and is no empty
-    mount point left by its drive (``DataDir.images_away``). A name that is no valid text is left to start-up, which
-    names it."""
+    mount point left by its drive (``DataDir.images_away``); and the folders listed that are still there. A name that
+    is no valid text is left to start-up, which names it."""
     now = time.monotonic()
     images = data.images
     at = identity(images)  # before the listing: a folder put in its place since is looked at again
@@ -171,7 +188,8 @@ def look_at_folder(data: DataDir, with_file: Set[str], trashed: Container[str], 
     unknown = NotListed(tuple(unreadable))
     gone = frozenset(rel for rel in with_file.difference(listing) if rel not in unknown) if reached else frozenset()
     away = None if why is None else classify(why)
-    return Look(folders, frozenset(listing), ready, kept, reached, gone, at, unreadable, away)
+    there = [folder for folder in folders if os.path.isdir(folder)]
+    return Look(folders, frozenset(listing), ready, kept, reached, gone, at, unreadable, away, there)
 
 
 def look_or_error(*args: Any) -> Look | Exception:
@@ -213,6 +231,16 @@ class FolderWatch(QObject):
         self._lookups = Lookups("Images folder", self)
         self._lookups.ended.connect(self._looked)
         self._looking: Lookup | None = None
+        # A look without an answer for SLOW_MS: said (``_not_answering``) until it ends
+        self._slow = QTimer(self, singleShot=True, interval=SLOW_MS)
+        self._slow.timeout.connect(self._not_answering)
+        self._hung = False
+        # Which folder is at the images folder's path, asked on a thread when its parent changes (one at a time: on
+        # a dead mount the stat never ends, and the threads piled up); another change meanwhile asks again after
+        self._checks = Lookups("Images folder", self)
+        self._checks.ended.connect(self._checked)
+        self._checking: Lookup | None = None
+        self._check_again = False
         self._seen: dict[str, Sighting] = {}
         self._last: Look | None = None  # the last look that listed the images folder: what it found gone
         # the folders in it the last look (or start-up) could not read: said once each
@@ -230,11 +258,11 @@ class FolderWatch(QObject):
         return [rel for rel, sighting in self._seen.items() if not sighting.handed]
 
     def start(self) -> None:
-        """Watching from now on; a first look soon (the files put in since start-up listed the folder)."""
+        """Watching from now on; a first look soon (the files put in since start-up listed the folder), which sets
+        the watches of the folders it lists and has them looked at again once set. No file-system call of the
+        images folder's is made on the window's thread: on a dead mount it froze the window."""
         self._on = True
-        self._identity = identity(self._data.images)
-        self._watch([os.fspath(self._data.images)])
-        self._parent.addPath(os.fspath(self._data.images.parent))
+        self._parent.addPath(os.fspath(self._data.images.parent))  # the data folder: the database's, used here
         self._timer.start(SETTLE_MS)
 
     def stop(self) -> None:
@@ -252,11 +280,29 @@ class FolderWatch(QObject):
         if self._on and (not self._timer.isActive() or self._timer.interval() != SETTLE_MS):
             self._timer.start(SETTLE_MS)
 
-    def _parent_changed(self, _folder: str) -> None:
+    def _parent_changed(self, _folder: str = "") -> None:
         """The images folder's parent changed: looked at if the images folder was moved away, or another put in its
-        place (a stat: the database's every write changes the parent too)."""
-        if identity(self._data.images) != self._identity:
+        place (a stat, on a thread: the database's every write changes the parent too, and on a dead mount the stat
+        froze the window); once the check under way has ended, if one is."""
+        if not self._on:
+            return
+        if self._checking is not None:
+            self._check_again = True
+            return
+        self._check_again = False
+        check = functools.partial(identity, self._data.images)
+        self._checking = self._checks.start("checking the images folder", check)
+
+    def _checked(self, lookup: Lookup) -> None:
+        """Which folder is at the images folder's path, asked by ``_parent_changed``: another than the one watched,
+        or none, is looked at."""
+        if lookup is not self._checking:
+            return
+        self._checking = None
+        if lookup.error is None and lookup.result != self._identity:
             self._changed()
+        if self._check_again:
+            self._parent_changed()
 
     def _import_running(self, running: bool) -> None:
         if not running and self._due:
@@ -278,6 +324,29 @@ class FolderWatch(QObject):
             return
         look = functools.partial(look_or_error, self._data, with_file, trashed, dict(self._seen))
         self._looking = self._lookups.start("looking for new pictures", look)
+        self._slow.start()
+
+    def _not_answering(self) -> None:
+        """The look under way has had no answer for ``SLOW_MS``: a dead mount or a failing drive in the images
+        folder. Logged once, and said above the grid until it ends; no other look is started meanwhile (``_due``:
+        one is made once it answers)."""
+        if self._looking is None or self._hung:
+            return
+        self._hung = True
+        log.warning("looking for new pictures in the images folder %s has had no answer for %g s (a network or "
+                    "external drive in it not answering?): looked at again once it answers", self._data.images,
+                    SLOW_MS / 1000)  # fmt: skip
+        self.away = not_answering_said(self._data)
+
+    def _answering(self) -> None:
+        """The look that had no answer ended: said in the log, its line taken away (the look's own end may say the
+        images folder away again)."""
+        self._slow.stop()
+        if self._hung:
+            self._hung = False
+            log.info("the images folder %s answers again", self._data.images)
+            if not self._away:
+                self.away = ""
 
     def _looked(self, lookup: Lookup) -> None:
         """A look ended: the folders found watched, the files ready imported, another look soon for those still
@@ -286,6 +355,7 @@ class FolderWatch(QObject):
         if lookup is not self._looking:
             return
         self._looking = None
+        self._answering()
         if not self._on:
             return
         self.looks += 1
@@ -301,7 +371,7 @@ class FolderWatch(QObject):
             look: Look = result
             self._unwatched.intersection_update(look.folders)  # those gone: asked for again if made again
             self._away_or_back(look)
-            again_soon = self._watch(look.folders)  # listed before their watch was set: listed again
+            again_soon = self._watch(look.there)  # listed before their watch was set: listed again
             seen, self._seen = self._seen, look.seen
             look, unsure = self._settled(look)
             again_soon |= unsure
@@ -364,12 +434,14 @@ class FolderWatch(QObject):
         self._unreadable = unreadable
 
     def _watch(self, folders: list[str]) -> bool:
-        """``folders`` watched too (those watched already, or gone, are left as they are); those the system refuses
-        to watch are looked at every ``POLL_MS`` instead, said once, and not asked for again (each refusal is a
-        line of Qt's in the log), until they are gone from a look. Whether any was not asked for before: a file
-        put in it after the look listed it and before its watch was set is found by a look made now."""
+        """``folders`` (a look found them there: ``Look.there``) watched too, those watched already left as they
+        are; those the system refuses to watch are looked at every ``POLL_MS`` instead, said once, and not asked for
+        again (each refusal is a line of Qt's in the log), until they are gone from a look. Whether any was not
+        asked for before: a file put in it after the look listed it and before its watch was set is found by a look
+        made now. Qt's ``addPaths`` stats each folder and sets its watch (``inotify_add_watch``) on this thread: made
+        only for the folders new to the watch, which the look's thread found answering a moment before."""
         asked = set(self._watcher.directories()) | self._unwatched
-        if new := [folder for folder in folders if folder not in asked and os.path.isdir(folder)]:
+        if new := [folder for folder in folders if folder not in asked]:
             for folder in self._watcher.addPaths(new):
                 log.warning("the folder %s cannot be watched (the system's limit of watched folders reached?): it is "
                             "looked at every %g s instead", folder, POLL_MS / 1000)  # fmt: skip
@@ -385,8 +457,11 @@ class FolderWatch(QObject):
         its own file back, the others are imported (``FolderImport.import_more``); then the entries whose file it
         did not find flagged missing, unless a file found is still being written (a rename's new name: its entry
         takes it over at a later look). False where the gallery's database failed: the look is made again."""
+        # the entries under a folder that could not be read are not looked at one by one: on a failing drive each
+        # stat (on this thread) may take as long as its listing did
+        listed = NotListed(tuple(look.unreadable), look.listed)
         try:
-            new, back = claim_found_files(self._store, self._data, look.ready, look.listed)
+            new, back = claim_found_files(self._store, self._data, look.ready, listed)
         except (sqlite3.Error, OSError) as exc:
             self._not_compared(exc)
             return False
@@ -415,6 +490,17 @@ class FolderWatch(QObject):
         self._failure.failed(f"database: {type(exc).__name__}: {exc}", f"{said}: {exc}; tried again every "
                              f"{AWAY_MS // 1000} s", "the gallery database is read and written again as before",
                              exc_info=exc)  # fmt: skip
+
+
+def not_answering_said(data: DataDir) -> str:
+    """What the window says while a look at the images folder has had no answer for ``SLOW_MS``: a dead mount or a
+    failing drive in it. Pictures are still saved (the day's folder may answer): only new pictures put in it by
+    hand wait."""
+    return (
+        f"The images folder {data.images} cannot be reached: looking for new pictures in it has had no answer for "
+        f"{SLOW_MS // 1000} s, as on a network or external drive that stopped answering. The pictures put in it by "
+        "hand are found once it answers. If a drive is mounted in it, connect or mount it again."
+    )
 
 
 def away_said(data: DataDir, why: EngineError | None) -> str:

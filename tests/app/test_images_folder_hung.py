@@ -1,0 +1,119 @@
+"""The images folder's watch (``app.folder_watch``) on a dead network mount or a failing drive: a folder whose
+listing and stats do not answer (a hard-mounted NFS share whose server is gone). On the real window, with its
+engine and the demo model.
+
+A hung folder is simulated as ``tests.app.gui.held`` simulates a hung share: its ``os.scandir`` and ``os.stat`` (and
+those of what is in it) wait, on a thread, until the test sets an event; on the window's thread they are not held
+(the test would hang with the window) but noted, each one a freeze of the window on a real dead mount."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+from pathlib import Path
+
+from PIL import Image
+
+from gpu.generation.png_metadata import write_png
+from tests.app.gui import held, open_window
+
+WAIT_MS = 30_000  # generous: CI runs the suite on 2 cores in parallel
+
+
+def _hung(monkeypatch, folder: Path) -> tuple[threading.Event, list[str]]:
+    """``folder``'s listing, its stat and those of everything in it held till the event is set (``held``), as on a
+    dead mount there; the calls made on the window's thread noted in the list."""
+    release, on_gui = threading.Event(), []
+    scandir, stat = os.scandir, os.stat
+    held_scandir, held_stat = held(scandir, release, on_gui), held(stat, release, on_gui)
+    top = os.fspath(folder)
+
+    def at(path) -> bool:
+        return not isinstance(path, int) and (os.fspath(path) == top or os.fspath(path).startswith(top + os.sep))
+
+    monkeypatch.setattr(os, "scandir", lambda path=".": (held_scandir if at(path) else scandir)(path))
+    monkeypatch.setattr(os, "stat", lambda path, *a, **k: (held_stat if at(path) else stat)(path, *a, **k))
+    return release, on_gui
+
+
+def _picture(tmp_path: Path) -> Path:
+    return write_png(tmp_path / "from elsewhere.png", Image.new("RGB", (32, 32), "blue"), {"prompt": "a blue sky"})
+
+
+def _prompts(window) -> list[str]:
+    gallery = window.controller.gallery
+    return [gallery.record(row).prompt for row in range(gallery.rowCount())]
+
+
+def test_a_new_folder_on_a_dead_mount_is_never_touched_on_the_windows_thread(qtbot, data_root, tmp_path,
+                                                                             monkeypatch):  # fmt: skip
+    window = open_window(qtbot, data_root)
+    data, watch = window.controller.data, window.controller.folder_watch
+    qtbot.waitUntil(lambda: watch.looks >= 1, timeout=WAIT_MS)
+    nas = data.images / "nas"
+    nas.mkdir()  # a share mounted there, with a picture, which stops answering
+    shutil.copy(_picture(tmp_path), nas / "beach.png")
+    release, on_gui = _hung(monkeypatch, nas)
+    try:
+        qtbot.wait(2500)  # the look that lists it, held
+        assert on_gui == []
+    finally:
+        release.set()  # it answers again
+    qtbot.waitUntil(lambda: _prompts(window) == ["a blue sky"], timeout=WAIT_MS)
+    # was: ["stat"]: the new folder looked at on the window's thread before its watch was set
+    assert on_gui == []
+    assert window.error_dialog is None
+
+
+def test_the_images_folder_on_a_dead_mount_is_not_looked_at_on_the_windows_thread(qtbot, data_root, monkeypatch):
+    """The images folder's parent (the data folder, where the database writes) changes: was the images folder moved?
+    That was a stat of it on the window's thread, at each change."""
+    window = open_window(qtbot, data_root)
+    data, watch = window.controller.data, window.controller.folder_watch
+    qtbot.waitUntil(lambda: watch.looks >= 1, timeout=WAIT_MS)
+    release, on_gui = _hung(monkeypatch, data.images)
+    try:
+        (data_root / "poked").touch()  # a change beside it
+        qtbot.wait(2500)
+        assert on_gui == []  # was: ["stat"]
+    finally:
+        release.set()
+
+
+def _lookers() -> list[threading.Thread]:
+    """The threads listing the images folder now (``FolderWatch``'s looks)."""
+    return [t for t in threading.enumerate() if t.name == "Images folder: looking for new pictures"]
+
+
+def test_a_look_with_no_answer_is_said_once_and_the_watch_goes_on_once_it_answers(qtbot, data_root, tmp_path,
+                                                                                  monkeypatch, caplog):  # fmt: skip
+    from app import folder_watch
+
+    monkeypatch.setattr(folder_watch, "SLOW_MS", 1500, raising=False)  # 30 s in use
+    caplog.set_level("INFO", logger="app.folder_watch")
+    nas = data_root / "images" / "nas"
+    nas.mkdir(parents=True)  # a share mounted there
+    window = open_window(qtbot, data_root)
+    data, watch, line = window.controller.data, window.controller.folder_watch, window.gallery_panel.folder_away
+    qtbot.waitUntil(lambda: watch.looks >= 1, timeout=WAIT_MS)
+    release, _on_gui = _hung(monkeypatch, nas)  # its server gone
+    try:
+        shutil.copy(_picture(tmp_path), data.images / "copied.png")  # a change: looked at, the listing held
+        # was: nothing said, in the log or the window, however long it lasted
+        qtbot.waitUntil(lambda: line.isVisibleTo(window), timeout=WAIT_MS)
+        assert line.text().startswith(f"The images folder {data.images} cannot be reached: looking for new pictures "
+                                      "in it has had no answer for 1 s")  # fmt: skip
+        shutil.copy(_picture(tmp_path), data.images / "more.png")  # more changes meanwhile
+        qtbot.wait(3000)
+        assert len(_lookers()) == 1  # no second listing of the same tree behind the one held
+        said = [r.getMessage() for r in caplog.records if "no answer" in r.getMessage()]
+        assert len(said) == 1 and str(data.images) in said[0]  # once, not at each change
+        assert _prompts(window) == [] and window.error_dialog is None
+    finally:
+        release.set()  # it answers again
+    qtbot.waitUntil(lambda: not line.isVisibleTo(window), timeout=WAIT_MS)
+    assert any(r.getMessage() == f"the images folder {data.images} answers again" for r in caplog.records)
+    # the changes told of meanwhile are looked at: both pictures come in
+    qtbot.waitUntil(lambda: _prompts(window) == ["a blue sky", "a blue sky"], timeout=WAIT_MS)
+    assert watch.away == "" and window.error_dialog is None
