@@ -77,7 +77,7 @@ from app.gallery_model import GalleryModel
 from app.image_files import NotListed, folder_at, png_paths
 from app.lasting_failure import LastingFailure
 from app.observable import Prop
-from app.reconcile import FolderImport, claim_found_files, flag_gone_files, valid_name
+from app.reconcile import UNREAD_POLL_MS, FolderImport, claim_found_files, flag_gone_files, valid_name
 from app.store import Store
 from gpu.generation.png_metadata import png_problem
 
@@ -85,9 +85,9 @@ log = logging.getLogger(__name__)
 
 # How long after a change the folder is looked at, and how often again while files in it are still being written.
 SETTLE_MS = 1000
-# How often the folders the system will not watch are looked at instead (a look lists the whole images folder: a
-# few seconds of a thread at 30,000 pictures on a slow disk, too much to make every second).
-POLL_MS = 30_000
+# How often the folders the system will not watch, or that cannot be read, are looked at instead (a look lists the
+# whole images folder: a few seconds of a thread at 30,000 pictures on a slow disk, too much to make every second).
+POLL_MS = UNREAD_POLL_MS  # start-up's notice of a folder not read says it
 # How long a file may stay as it is without being a whole PNG before it is taken for one that will stay so (a
 # damaged picture, a file that is no PNG) and imported as start-up would import it.
 GIVE_UP_S = 60.0
@@ -225,7 +225,8 @@ class FolderWatch(QObject):
         self._identity: Identity | None = None  # the folder at the images folder's path that is watched
         self._timer = QTimer(self, singleShot=True, interval=SETTLE_MS)
         self._timer.timeout.connect(self._look)
-        self._unwatched: set[str] = set()  # the folders the system refused to watch: looked at every POLL_MS
+        # the folders the system refused to watch: looked at every POLL_MS, as while a folder cannot be read
+        self._unwatched: set[str] = set()
         self._poll = QTimer(self)
         self._poll.timeout.connect(self._changed)  # a method, not a lambda holding the watch: gone with it
         self._lookups = Lookups("Images folder", self)
@@ -446,11 +447,17 @@ class FolderWatch(QObject):
                 log.warning("the folder %s cannot be watched (the system's limit of watched folders reached?): it is "
                             "looked at every %g s instead", folder, POLL_MS / 1000)  # fmt: skip
                 self._unwatched.add(folder)
-        if not self._unwatched:
+        self._poll_while_unseen()
+        return bool(new)
+
+    def _poll_while_unseen(self) -> None:
+        """The images folder looked at every ``POLL_MS`` while a folder in it is not watched, or cannot be read: no
+        watch tells of its permissions given back, nor of a drive mounted there again (start-up's notice of such a
+        folder advised a restart, the only thing that read it again)."""
+        if not self._unwatched and not self._unreadable:
             self._poll.stop()
         elif not self._poll.isActive():
             self._poll.start(POLL_MS)
-        return bool(new)
 
     def _take(self, look: Look) -> bool:
         """The files ``look`` found ready: an entry whose file is gone takes its own picture over, a missing entry

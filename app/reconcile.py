@@ -87,6 +87,9 @@ _IMPORT_BATCH = 500
 _BATCH_SECONDS = 0.25  # in the app, a batch is committed at least this often (a slow disk: the gallery fills in)
 _STOP_WAIT_S = 1.0  # how long closing waits for the file being read (nothing is written: not longer)
 _DONE_SHOWN_MS = 15_000  # how long "N images imported" stays in the status bar
+# How often the images folder's watch looks at it while a folder in it cannot be read (or watched): ``POLL_MS`` of
+# ``app.folder_watch``, defined here for ``unreadable_notice`` to say it
+UNREAD_POLL_MS = 30_000
 # Batches read and not yet committed: nothing held the reader back, and all 30,000 rows of a first start could
 # wait in Qt's event queue (memory; all of it dropped at a quit). One committed while the next waits keeps the
 # Qt thread busy and the disk reading.
@@ -410,7 +413,9 @@ def unreadable_notice(data: DataDir, unreadable: dict[str, str]) -> EngineError:
         f"{named_few(named)}. The gallery shows the pictures in {'it' if one else 'them'} as they were, none flagged "
         "missing, and the pictures put there meanwhile are not added.",
         f"Check that Nibble Studio may open {'that folder' if one else 'those folders'} (its permissions, or the "
-        "drive mounted there), then start Nibble Studio again.")  # fmt: skip
+        f"drive mounted there): Nibble Studio looks at {'it' if one else 'them'} again every "
+        f"{UNREAD_POLL_MS // 1000} s and reads {'it' if one else 'them'} as soon as it can, no restart needed.",
+    )  # fmt: skip
 
 
 def claim_found_files(store: Store, data: DataDir, found: dict[str, str], listed: Container[str]

@@ -297,3 +297,27 @@ def test_a_folder_not_read_at_the_start_is_not_logged_again_by_the_watch(qtbot, 
     _looks_after(qtbot, watch, 1)
     assert [r.getMessage() for r in caplog.records if r.name == "app.folder_watch"] == [
         f"the folder {data.images / 'd'} in the images folder can be read again"]
+
+
+def test_a_folder_not_read_at_the_start_is_read_again_without_a_restart_as_said(qtbot, data_root, monkeypatch,
+                                                                                caplog):  # fmt: skip
+    """Start-up's notice of a folder it could not read said "then start Nibble Studio again"; and nothing looked at
+    it again while nothing else changed in the images folder (its permissions given back tell no watch: it has
+    none; a drive mounted there again neither)."""
+    from app import folder_watch
+
+    monkeypatch.setattr(folder_watch, "POLL_MS", 2000)  # 30 s in use
+    caplog.set_level("INFO", logger="app.folder_watch")
+    data = resolve_data_dir(data_root)
+    gallery_images(data, ["an owl", "a cat"])
+    with monkeypatch.context() as refused:
+        _refused(refused, data.images / "d")
+        window = open_window(qtbot, data_root)
+        watch = window.controller.folder_watch
+        qtbot.waitUntil(lambda: watch.looks >= 1, timeout=WAIT_MS)  # the first look: "d" still refused
+    (data.images / "d" / "0.png").unlink()  # deleted while it could not be read: found once it can
+    qtbot.waitUntil(lambda: _missing(window)["d/0.png"], timeout=WAIT_MS)  # was: never, until a change or a restart
+    assert any("can be read again" in r.getMessage() for r in caplog.records)
+    [notice] = [n for n in window.notices if "could not be read" in n.message]
+    assert "start Nibble Studio again" not in notice.hint  # was: the advice to restart
+    assert "no restart needed" in notice.hint
