@@ -368,14 +368,16 @@ def _sizes(graph: Graph, later: list[tuple[str, str, list[str]]], first: str, di
 
 def _resized(graph: Graph, node: str, size: Size, dims: tuple[int, int] | None) -> Size:
     """The size after ``node``, from ``size`` before it, beside the first pass's (``dims``). A target size is in
-    pixels, as the first pass's (one side 0: ComfyUI keeps the aspect by the other), or a total of megapixels: any
-    size where the first pass's is not known. A factor scales it, an upscale model by its own, above 1 but not
-    said (a later target size sets it again); a resize whose size the graph does not say leaves it as it was: never
-    said larger on a guess."""
+    pixels, as the first pass's (one side 0: ComfyUI keeps the aspect by the other; one given by a node not read:
+    any size), or a total of megapixels: any size where the first pass's is not known. A factor scales it, an
+    upscale model by its own, above 1 but not said (a later target size sets it again); a resize whose size the
+    graph does not say leaves it as it was: never said larger on a guess."""
     if (r := graph.resizing(node)) is None:
         return size
     if r.width or r.height:
-        return resized_to(r.width or 0, r.height or 0, dims)
+        width, height = resized_to(r.width or 0, r.height or 0, dims)
+        # a side given by a node not read (None) is any size: only a side of 0 keeps the proportions
+        return (NOT_TOLD[0] if r.width is None else width), (NOT_TOLD[1] if r.height is None else height)
     if r.megapixels is not None:  # a total of megapixels * 2**20 pixels, the aspect kept
         if dims is None or min(dims) <= 0:
             return NOT_TOLD
