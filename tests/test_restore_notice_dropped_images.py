@@ -25,3 +25,57 @@ def test_a_resize_whose_other_side_is_not_read_claims_no_size(tmp_path):
     assert _png(tmp_path, "prompt", graph).problems == [
         "its second pass (LatentUpscale to width 1536, then KSampler node 11 at denoise 0.5: its size beside the "
         "first pass's not known) is not restored: new images are its first pass, 768x768"]  # fmt: skip
+
+
+def _loaded(latent: dict[str, Any], denoise: float, **nodes: dict[str, Any]) -> dict[str, Any]:
+    """``HIRES``'s first pass alone at ``denoise``, its latent made by ``latent`` (node 32) of a picture loaded (node
+    30, its mask its output 1), decoded (8) and saved (9), with ``nodes`` added by their ids."""
+    graph = {k: v for k, v in HIRES.items() if k not in ("5", "10", "11")}
+    graph["30"] = {"class_type": "LoadImage", "inputs": {"image": "photo.png", "upload": "image"}}
+    graph["32"] = latent
+    graph["3"] = {**HIRES["3"], "inputs": {**HIRES["3"]["inputs"], "latent_image": ["32", 0], "denoise": denoise}}
+    graph["8"] = {"class_type": "VAEDecode", "inputs": {"samples": ["3", 0], "vae": ["16", 2]}}
+    return {**graph, **nodes}
+
+
+def test_an_inpainting_is_said_as_made_from_another_picture_whatever_its_denoise(tmp_path):
+    """A picture loaded and inpainted (VAEEncodeForInpaint, InpaintModelConditioning: mostly at denoise 1) keeps all
+    of that picture but the part its mask gives: it was restored without a word, as a picture made from noise, only
+    a denoise below 1 being taken for a start from another picture."""
+    end = "which is not restored: new images start from noise"
+    encode = {"class_type": "VAEEncodeForInpaint", "inputs": {"pixels": ["30", 0], "vae": ["16", 2],
+              "mask": ["30", 1], "grow_mask_by": 6}}  # fmt: skip
+    assert _png(tmp_path, "prompt", _loaded(encode, 1.0)).problems == [
+        "it was made from another picture (inpainting: LoadImage node 30, VAEEncodeForInpaint node 32, KSampler node "
+        f"3 at denoise 1), {end}"]  # fmt: skip (was: [])
+    conditioning = {"class_type": "InpaintModelConditioning", "inputs": {"positive": ["6", 0], "negative": ["7", 0],
+                    "vae": ["16", 2], "pixels": ["30", 0], "mask": ["30", 1], "noise_mask": True}}  # fmt: skip
+    graph = _loaded(conditioning, 1.0)
+    graph["3"]["inputs"].update(positive=["32", 0], negative=["32", 1], latent_image=["32", 2])
+    found = _png(tmp_path, "prompt", graph)
+    assert found.settings["prompt"] == "a bottle with a galaxy inside" and found.problems == [
+        "it was made from another picture (inpainting: LoadImage node 30, InpaintModelConditioning node 32, KSampler "
+        f"node 3 at denoise 1), {end}"]  # fmt: skip (was: [])
+    # a noise mask on the encoded picture, below denoise 1: an inpainting too, not a whole img2img
+    masked = _loaded({"class_type": "SetLatentNoiseMask", "inputs": {"samples": ["31", 0], "mask": ["30", 1]}}, 0.8,
+                     **{"31": {"class_type": "VAEEncode", "inputs": {"pixels": ["30", 0], "vae": ["16", 2]}}})
+    assert _png(tmp_path, "prompt", masked).problems == [
+        "it was made from another picture (inpainting: LoadImage node 30, SetLatentNoiseMask node 32, KSampler node 3 "
+        f"at denoise 0.8), {end}"]  # fmt: skip (was: "(img2img: LoadImage node 30, KSampler node 3 at …")
+    # a whole img2img at denoise 1 made all of it again: nothing to say
+    whole = _loaded({"class_type": "VAEEncode", "inputs": {"pixels": ["30", 0], "vae": ["16", 2]}}, 1.0)
+    assert _png(tmp_path, "prompt", whole).problems == []
+
+
+def test_an_img2img_is_said_before_the_upscale_of_its_picture(tmp_path):
+    """An img2img whose picture was then upscaled before it was saved: the upscale was said first, then the
+    img2img that ran before it."""
+    graph = _loaded({"class_type": "VAEEncode", "inputs": {"pixels": ["30", 0], "vae": ["16", 2]}}, 0.6, **{
+        "33": {"class_type": "UpscaleModelLoader", "inputs": {"model_name": "4x-UltraSharp.pth"}},
+        "34": {"class_type": "ImageUpscaleWithModel", "inputs": {"upscale_model": ["33", 0], "image": ["8", 0]}},
+        "9": {"class_type": "SaveImage", "inputs": {"filename_prefix": "ComfyUI", "images": ["34", 0]}}})  # fmt: skip
+    graph["5"] = HIRES["5"]  # the size read from the empty latent left in the graph
+    assert _png(tmp_path, "prompt", graph).problems == [
+        "it was made from another picture (img2img: LoadImage node 30, KSampler node 3 at denoise 0.6), which is not "
+        "restored: new images start from noise",
+        f"it was upscaled after its pass (ImageUpscaleWithModel with 4x-UltraSharp.pth), {BEFORE}"]  # fmt: skip

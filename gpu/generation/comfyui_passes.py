@@ -210,12 +210,12 @@ def passes_not_made(graph: Graph, samplers: list[str], first: str, size: str, di
     """What the graph did besides its first pass ``first`` (of ``samplers``), said, with the size new images have
     (``size``, the first pass's; ``dims``, its width and height where known): the passes after it, a sampler's or a
     one-node pass's (a hires fix when one ran at a larger size than the first, or a size of another shape: their
-    size as far as the graph says it, ``_sizes``; a detailer said as one, ``_named``), and its start from a loaded
-    picture (an img2img that did not make it again whole); the resizes of the last pass's picture before a node saves
-    it, and ``extras``, an upscale in A1111's Extras tab after that. [] when it made the image in one pass."""
+    size as far as the graph says it, ``_sizes``; a detailer said as one, ``_named``), the resizes of the last pass's
+    picture before a node saves it, and ``extras``, an upscale in A1111's Extras tab after that; said after its
+    start from a loaded picture (``_from_another_picture``). [] when it made the image in one pass."""
     one_node = [node for node in graph.nodes if graph.one_node_pass(node)]
     later = _later_passes(graph, (samplers + one_node)[:_MAX_SAMPLERS], first)
-    said = []
+    said = _from_another_picture(graph, first)  # before what was done after its start, as it ran
     sizes = _sizes(graph, later, first, dims)
     # each resize's size beside the picture of the pass before it: the first's, or the last later pass's, where
     # the graph tells it (beside an unknown size, a target size after a hires fix said "resize" of a plain upscale)
@@ -228,13 +228,27 @@ def passes_not_made(graph: Graph, samplers: list[str], first: str, size: str, di
         said.append(not_restored(named, size, first_saved))
     elif resized:
         said.append(resized_after_its_pass(resized, saved_before, size))
+    return said
+
+
+def _from_another_picture(graph: Graph, first: str) -> list[str]:
+    """The start of the first pass ``first`` from a loaded picture, said: an img2img that did not make it again
+    whole (a denoise below 1), or an inpainting, which keeps all of it but what a mask gives, whatever its denoise
+    (VAEEncodeForInpaint, InpaintModelConditioning, SetLatentNoiseMask: a node on the way that takes a mask by a
+    link). [] where it started from noise."""
     came_from, _samplers = graph.walk_up(first, past_one_node=True)  # a detailed picture loaded: from it, too
     loaded = next((node for node in came_from if graph.kinds.get(node, "").startswith("LoadImage")), None)
+    if loaded is None:
+        return []
+    masked = next((node for node in came_from if node_id(graph.nodes[node].get("mask")) is not None), None)
     how, partly = graph.denoise(first)
-    if loaded is not None and partly:
-        said.append(img2img_not_restored(f"img2img: {graph.kinds[loaded]} node {loaded}, {graph.kinds[first]} node "
-                                         f"{first}{how}"))  # fmt: skip
-    return said
+    if masked is not None:
+        what = f"inpainting: {graph.kinds[loaded]} node {loaded}, {graph.kinds.get(masked, '')} node {masked}"
+    elif partly:
+        what = f"img2img: {graph.kinds[loaded]} node {loaded}"
+    else:
+        return []
+    return [img2img_not_restored(f"{what}, {graph.kinds[first]} node {first}{how}")]
 
 
 def _saved_ways(graph: Graph, last: str, first: str) -> tuple[list[list[str]], bool]:
