@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from gpu.generation.png_metadata import read_parameters
+from tests.test_a1111_restore_gaps import EXTRAS_4X
 from tests.test_comfyui_restore_gaps import HIRES, _picture_pass, _png
 
 BEFORE = "which is not restored: new images are its picture before that, 768x768"
@@ -79,3 +81,36 @@ def test_an_img2img_is_said_before_the_upscale_of_its_picture(tmp_path):
         "it was made from another picture (img2img: LoadImage node 30, KSampler node 3 at denoise 0.6), which is not "
         "restored: new images start from noise",
         f"it was upscaled after its pass (ImageUpscaleWithModel with 4x-UltraSharp.pth), {BEFORE}"]  # fmt: skip
+
+
+# An A1111 txt2img with ADetailer's face pass, as ADetailer writes its fields in the settings line
+ADETAILER = (
+    "a woman, portrait\nNegative prompt: ugly\nSteps: 30, Sampler: DPM++ 2M, Schedule type: Karras, CFG scale: 7, "
+    "Seed: 123, Size: 512x768, Model hash: 15012c538f, Model: realisticVisionV60B1, ADetailer model: "
+    "face_yolov8n.pt, ADetailer confidence: 0.3, ADetailer dilate erode: 4, ADetailer mask blur: 4, ADetailer "
+    "denoising strength: 0.4, ADetailer inpaint only masked: True, ADetailer inpaint padding: 32, ADetailer version: "
+    "24.1.2, Version: v1.9.4"
+)
+
+
+def test_adetailer_passes_of_an_a1111_image_are_said_as_a_comfyui_detailer_is():
+    """ADetailer (the faces or hands it finds sampled again, after the hires fix, before Extras) was restored without
+    a word, though a ComfyUI FaceDetailer is said: "its detailer pass (FaceDetailer node 31 at denoise 0.5)"."""
+    face = "ADetailer model face_yolov8n.pt, ADetailer denoising strength 0.4"
+    assert read_parameters(ADETAILER)[1] == [
+        f"its detailer pass ({face}) is not restored: new images are its first pass, 512x768"]  # (was: [])
+    hands = ADETAILER.replace("ADetailer version", "ADetailer model 2nd: hand_yolov8n.pt, ADetailer confidence 2nd: "
+                              "0.3, ADetailer denoising strength 2nd: 0.35, ADetailer version")  # fmt: skip
+    hires = hands.replace("Version:", "Denoising strength: 0.5, Hires upscale: 2, Hires steps: 15, Hires upscaler: "
+                          "R-ESRGAN 4x+, Version:")  # fmt: skip
+    assert read_parameters(hires, EXTRAS_4X)[1] == [
+        f"its hires fix (Hires upscale 2: a second pass at a larger size), its 2 detailer passes ({face}; ADetailer "
+        "model 2nd hand_yolov8n.pt, ADetailer denoising strength 2nd 0.35) and its upscale after them (Extras: "
+        "Postprocess upscale by 4, Postprocess upscaler R-ESRGAN 4x+) are not restored: new images are its first "
+        "pass, 512x768"]  # fmt: skip (was: the hires fix and the upscale "after it")
+    # an img2img detailed: said after its start from another picture
+    img2img = ADETAILER.replace("Version:", "Denoising strength: 0.55, Version:")
+    assert read_parameters(img2img, EXTRAS_4X)[1] == [
+        "it was made from another picture (img2img, Denoising strength 0.55), which is not restored: new images start "
+        "from noise", f"its detailer pass ({face}) and its upscale after it (Extras: Postprocess upscale by 4, "
+        "Postprocess upscaler R-ESRGAN 4x+) are not restored: new images are its first pass, 512x768"]  # fmt: skip

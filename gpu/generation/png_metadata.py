@@ -39,9 +39,11 @@ from gpu.generation.passes_said import (
     GROWN,
     NOT_TOLD,
     SAME,
+    Named,
     PassSize,
     Resized,
     Side,
+    detailer_passes,
     img2img_not_restored,
     later_passes,
     not_restored,
@@ -317,13 +319,15 @@ def _passes_not_made(extra: dict[str, str], out: dict[str, Any], postprocessing:
     made another picture. A hires fix's second pass, named by the field that set its size (``Hires upscale``, or a
     ``Hires resize`` of a size: Size is the first pass's, the image larger), else by the ``Hires`` fields that show
     it, its size not known ("Hires upscaler: None" alone: it was said an img2img); else an img2img's start from
-    another picture (``Denoising strength`` alone, the second pass's in a hires fix). Then an upscale in A1111's
-    Extras tab (``postprocessing``), after the hires fix or the one pass, as ComfyUI's upscale after its passes."""
+    another picture (``Denoising strength`` alone, the second pass's in a hires fix). Then ADetailer's passes
+    (``_adetailer_passes``) and an upscale in A1111's Extras tab (``postprocessing``), after the hires fix or the one
+    pass, as ComfyUI's detailers and upscale after its passes."""
     upscale, resize = extra.get("Hires upscale"), extra.get("Hires resize")
     resize = resize if _sized(resize) else None  # "0x0": no size of its own, A1111 goes by its upscale
     hires = [field for field in extra if field.startswith("Hires ")]
     first = f"{out['width']}x{out['height']}" if "width" in out else "its Size"
     dims = (out["width"], out["height"]) if "width" in out and "height" in out else None
+    detailers = _adetailer_passes(extra)
     if hires:
         if upscale or resize:
             field = f"Hires resize {resize}" if resize else f"Hires upscale {upscale}"
@@ -332,15 +336,36 @@ def _passes_not_made(extra: dict[str, str], out: dict[str, Any], postprocessing:
         else:
             named = ", ".join(f"{field} {extra[field]}" for field in _HIRES_NAMED if field in extra) or hires[0]
             hires_size, passes = NOT_TOLD, [later_passes(named, PassSize.NOT_KNOWN)]
+        passes += detailers
         if (after := _extras_upscale(postprocessing, pixels(dims, hires_size))) is not None:
-            passes.append(resize_after_passes([after], saved_before=False, passes=1))
+            passes.append(resize_after_passes([after], saved_before=False, passes=len(passes)))
         return [not_restored(passes, first)]
     said = []
     if "Denoising strength" in extra:
         said.append(img2img_not_restored(f"img2img, Denoising strength {extra['Denoising strength']}"))
-    if (after := _extras_upscale(postprocessing, dims)) is not None:
+    after = _extras_upscale(postprocessing, dims)
+    if detailers:
+        extras = [resize_after_passes([after], saved_before=False, passes=1)] if after is not None else []
+        said.append(not_restored(detailers + extras, first))
+    elif after is not None:
         said.append(resized_after_its_pass([after], saved_before=False, first=first))
     return said
+
+
+# ADetailer's fields, one set for each of its tabs that ran: "ADetailer model" for the first, "ADetailer model 2nd"
+# for the second... (its args.py: the tab's ordinal after each field's name)
+_ADETAILER_MODEL = re.compile(r"ADetailer model( \d+(?:st|nd|rd|th))?")
+
+
+def _adetailer_passes(extra: dict[str, str]) -> list[Named]:
+    """ADetailer's passes (the faces or hands its models find, sampled again after the hires fix, before Extras),
+    named by each tab's model and denoising strength as a detailer of a ComfyUI graph is; [] where none ran."""
+    tabs = [match.group(1) or "" for name in extra if (match := _ADETAILER_MODEL.fullmatch(name))]
+    if not tabs:
+        return []
+    what = "; ".join(", ".join(f"{name} {extra[name]}" for name in (f"ADetailer model{tab}",
+                     f"ADetailer denoising strength{tab}") if name in extra) for tab in tabs)  # fmt: skip
+    return [detailer_passes(what, len(tabs))]
 
 
 def read_extras(postprocessing: str | None) -> ExtrasUpscale | None:
