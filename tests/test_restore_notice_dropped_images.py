@@ -5,11 +5,16 @@ img2img is said before what was done to its picture after; an Extras upscale is 
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
+from PIL import Image
+from PIL.PngImagePlugin import PngInfo
+
+from gpu.generation.image_metadata import inspect_image
 from gpu.generation.png_metadata import read_parameters
 from tests.test_a1111_restore_gaps import EXTRAS_4X
-from tests.test_comfyui_restore_gaps import HIRES, _picture_pass, _png
+from tests.test_comfyui_restore_gaps import HIRES, HIRES_SAID, _picture_pass, _png
 
 BEFORE = "which is not restored: new images are its picture before that, 768x768"
 
@@ -114,3 +119,20 @@ def test_adetailer_passes_of_an_a1111_image_are_said_as_a_comfyui_detailer_is():
         "it was made from another picture (img2img, Denoising strength 0.55), which is not restored: new images start "
         "from noise", f"its detailer pass ({face}) and its upscale after it (Extras: Postprocess upscale by 4, "
         "Postprocess upscaler R-ESRGAN 4x+) are not restored: new images are its first pass, 512x768"]  # fmt: skip
+
+
+def test_an_extras_upscale_of_a_graph_that_also_saves_its_first_pass_is_no_may_have_had(tmp_path):
+    """A hires fix whose graph previews its first pass's picture too, upscaled in A1111/Forge's Extras tab: the file
+    may be either picture, but the Extras upscale, which its own chunk says, it surely had. It was said inside the
+    "may have had", "it may have had its hires fix (…) and its upscale after it (Extras: …)", as if it might not."""
+    graph = {**HIRES, "20": {"class_type": "VAEDecode", "inputs": {"samples": ["3", 0], "vae": ["16", 2]}},
+             "21": {"class_type": "PreviewImage", "inputs": {"images": ["20", 0]}}}
+    info = PngInfo()
+    for name, text in (("prompt", json.dumps(graph)), ("postprocessing", EXTRAS_4X), ("extras", EXTRAS_4X)):
+        info.add_text(name, text)
+    Image.new("RGB", (8, 8)).save(tmp_path / "extras.png", pnginfo=info)
+    assert inspect_image(tmp_path / "extras.png").problems == [
+        f"it may have had {HIRES_SAID.partition(' is not restored')[0]}, which is not restored (the graph saves its "
+        "first pass's picture too): new images are its first pass, 768x768",
+        "it was upscaled after the graph saved it (Extras: Postprocess upscale by 4, Postprocess upscaler R-ESRGAN "
+        "4x+), which is not restored"]  # fmt: skip

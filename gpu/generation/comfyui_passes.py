@@ -29,6 +29,7 @@ from gpu.generation.passes_said import (
     Resized,
     Side,
     detailer_passes,
+    extras_after_saved,
     img2img_not_restored,
     later_passes,
     not_restored,
@@ -220,7 +221,11 @@ def passes_not_made(graph: Graph, samplers: list[str], first: str, size: str, di
     # each resize's size beside the picture of the pass before it: the first's, or the last later pass's, where
     # the graph tells it (beside an unknown size, a target size after a hires fix said "resize" of a plain upscale)
     ways, first_saved = _saved_ways(graph, later[-1][0] if later else first, first)
-    resized, saved_before = _resized_ways(graph, ways, pixels(dims, sizes[-1]) if later else dims, extras)
+    # the file may be the first pass's picture: the Extras upscale, which it surely had, is said apart, not inside
+    # the passes it may have had (which picture it was given is not known)
+    apart = extras if later and first_saved else None
+    resized, saved_before = _resized_ways(graph, ways, pixels(dims, sizes[-1]) if later else dims,
+                                          None if apart else extras)  # fmt: skip
     if later:
         named = _named(graph, later, sizes)
         if resized:
@@ -228,6 +233,8 @@ def passes_not_made(graph: Graph, samplers: list[str], first: str, size: str, di
         said.append(not_restored(named, size, first_saved))
     elif resized:
         said.append(resized_after_its_pass(resized, saved_before, size))
+    if apart is not None:
+        said.append(extras_after_saved(apart.words, pass_size(*apart.size(None))))
     return said
 
 

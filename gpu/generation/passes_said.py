@@ -200,6 +200,14 @@ def resized_after_its_pass(ways: list[Resized], saved_before: bool, first: str) 
             f"images are its picture before that, {first}")  # fmt: skip
 
 
+def extras_after_saved(what: str, size: PassSize) -> str:
+    """An upscale in A1111's Extras tab (``what``, its fields in words; ``size``: how the picture it made compares
+    with the one it was given) of a graph's picture, said apart where the file may be one of several pictures the
+    graph saves: it surely had that upscale, whichever picture it was given."""
+    noun = "upscale" if size is PassSize.LARGER else "resize"
+    return f"it was {noun}d after the graph saved it ({what}), which is not restored"
+
+
 def img2img_not_restored(what: str) -> str:
     """An image made from another picture (img2img; ``what``: how the file says so), which no setting here makes."""
     return f"it was made from another picture ({what}), which is not restored: new images start from noise"
