@@ -281,7 +281,12 @@ class AppController(QObject):
 
     def _job_loras(self, retry: bool) -> tuple[list[Any] | None, EngineError | None]:
         """(the LoRAs switched on, as a job takes them, or None while the copy check reads their files; why no job
-        may take them): a LoRA that cannot be used (on the selected model), then ``_copies_checked``'s."""
+        may take them): a LoRA that cannot be used (on the selected model), then ``_copies_checked``'s. None and no
+        refusal while an image's LoRAs are restored (``LoraHashSearch.restoring``): the rows on now are not the job's,
+        the image's switch them off once its files are read (a click right after a drop was refused for a LoRA of
+        the panel before it, gone or a copy of another, that the image did not use)."""
+        if self.loras.hash_search.restoring:
+            return None, None
         loras = self.loras.requests()  # each enabled file read again if it changed: a job on a gone one would fail
         unusable = self.loras.unusable()
         if unusable:  # said now, once per click, rather than by each queued job failing at its LoRA step

@@ -157,3 +157,30 @@ def test_the_version_found_by_hash_is_read_off_the_windows_thread(qtbot, bare_wi
     drop_file(bare_window.prompt_panel, png)
     qtbot.waitUntil(lambda: v2.enabled, timeout=30000)
     assert not v1.enabled and v2.strength == 0.8 and on_gui == []
+
+
+def test_a_click_right_after_a_drop_is_not_refused_for_the_old_loras(qtbot, window, tmp_path, monkeypatch):
+    """Generate clicked while the dropped image's LoRA files are read, a LoRA on before the drop (not the image's)
+    being one no job could use (its file deleted): the click was refused for that LoRA, which the image switches
+    off. It now waits for the image's LoRAs and runs with them."""
+    controller = window.controller
+    shown: list = []
+    controller.error.connect(shown.append)
+    a, b, _c = _three_loras(tmp_path)
+    old, style = controller.loras.add_files([a, b], enabled=False).added
+    controller.loras.set_enabled(old, True)
+    a.unlink()  # the old LoRA's file gone: a click now would be refused for it
+    png = _our_png(tmp_path / "made.png", [{"name": "b", "file": str(b), "strength": 0.6}])
+    release, _on_gui = _slowed_files(monkeypatch)
+    try:
+        drop_file(window.prompt_panel, png)
+        window.prompt_panel.prompt_edit.setPlainText("a red circle on a blue background")
+        qtbot.mouseClick(window.prompt_panel.generate_button, Qt.MouseButton.LeftButton)
+        assert shown == [] and controller.job.status == CHECKING  # was: refused, naming 'a'
+    finally:
+        release.set()
+    with qtbot.waitSignal(controller.job_finished, timeout=120000) as finished:
+        pass
+    [made] = finished.args[0]
+    assert [(lora["file"], lora["strength"]) for lora in made.settings["lora_list"]] == [("b.safetensors", 0.6)]
+    assert style.enabled and not old.enabled
