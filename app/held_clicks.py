@@ -6,7 +6,8 @@ the read ("Checking LoRA files…"), never reading a file on the window's thread
 it is: the job queued, or refused as the panel refuses a pair of copies. The job is the prompt panel's as it was at
 the click (built then, as a queued job is: a prompt typed meanwhile is the next one's), with the LoRAs switched on
 when the read ends (what the check judged, marked in the panel then). Cancel (Esc) with no job running, or Cancel
-all, drops the click."""
+all, drops the click; so does another image restored before the LoRA files of the one clicked for were read
+(``REPLACED``)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,10 @@ from gpu.generation.request import GenerationRequest
 
 CHECKING = "Checking LoRA files… the job is queued once they are read"  # one click held (``checking_words``)
 CANCELLED = "Cancelled before the LoRA files were read: no job was queued"
+# Said when another image took the place of the one whose LoRA files the clicks waited for (``LoraHashSearch.replaced``)
+REPLACED = ("Generate cancelled: another image's settings were restored before the LoRA files of the image you "
+            "clicked Generate for were read, so no job was queued (it would have mixed the two images). Click "
+            "Generate again.")  # fmt: skip
 # What Esc says of one click held (``going_on_words``)
 GOING_ON = ("The Generate waiting for the LoRA files goes on: its job is queued once they are read (Shift+Esc "
             "cancels it too)")  # fmt: skip
@@ -84,6 +89,7 @@ class HeldClicks(QObject):
         rows.twins.read.connect(self._read_ended)
         rows.adds.read.connect(self._read_ended)  # files just added, read
         rows.hash_search.read.connect(self._read_ended)  # the files of an image restored, read: its rows switched on
+        rows.hash_search.replaced.connect(self._replaced)
         # A row whose file is read switched off or removed: the clicks wait for it no more. Queued: a read's end
         # (``LoraAdds``) says the files it refused before the clicks are released, as when ``read`` releases them.
         for changed in (rows.changed, rows.edited):
@@ -118,17 +124,24 @@ class HeldClicks(QObject):
         """The requests of the clicks held, in the order they were clicked (what a quit would cancel)."""
         return [click.request for click in self._held]
 
-    def drop(self) -> bool:
-        """Cancel: the clicks held are dropped, and said to be; whether there were any."""
+    def drop(self, words: str = CANCELLED) -> bool:
+        """Cancel: the clicks held are dropped, and said to be (``words``: why, where not the user's Cancel);
+        whether there were any."""
         if not self._held:
             return False
         self._held = []
         self._job.checking = False
         if self._idle():
-            self._job.status = CANCELLED
+            self._job.status = words
         else:
-            self._tell(CANCELLED)
+            self._tell(words)
         return True
+
+    def _replaced(self) -> None:
+        """The image whose LoRA files the clicks waited for was replaced by another (dropped, reused) before they were
+        read: each click is that image's prompt and seed, and ran with the other's LoRAs, an image made as neither
+        was. Dropped, and said to be."""
+        self.drop(REPLACED)
 
     def going_on(self) -> None:
         """Esc stopped the running job: the clicks held go on, as the queued jobs do, and are said to (in passing:

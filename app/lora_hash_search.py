@@ -64,6 +64,9 @@ class LoraHashSearch(QObject):
     leave it open, one image at a time."""
 
     read = Signal()  # the files of a restore read, its rows switched on (or it was dropped): a click held goes on
+    # A restore whose files were read dropped for another image's (or for one whose LoRAs could not be read): a click
+    # held for it is that image's (its prompt, its seed), and would run with LoRAs it did not use (``HeldClicks``)
+    replaced = Signal()
 
     def __init__(self, rows: LoraState) -> None:
         super().__init__(rows)
@@ -144,8 +147,9 @@ class LoraHashSearch(QObject):
         """An image's restore: the files it looks at read on a thread of their own (``look``, given the panel's rows
         as they are now), then matched to the rows on this thread (``match``, ``_on_read``); at once where it looks
         at none (``look`` None: a Generate right after the drop of an image made without LoRAs is not held). A
-        search or a restore still under way for an image dropped before is dropped."""
-        self.cancel_search()
+        search or a restore still under way for an image dropped before is dropped (``replaced``)."""
+        if self.cancel_search():
+            self.replaced.emit()
         self._restore = restore = PendingRestore(self._rows.panel_state(), match, told, settled)
         if look is None:
             self._on_read(restore, FilesRead())
@@ -205,8 +209,8 @@ class LoraHashSearch(QObject):
     def cancel_search(self) -> bool:
         """Drops the running search and the restore whose files are read (another image dropped, the app quits):
         each stops after the file it reads, and nothing it found is switched on or said. Returns whether a restore
-        was dropped. A Generate click held for it is not told (a quit drops it; a restore that follows holds it
-        still): ``keep_panel`` tells it."""
+        was dropped. A Generate click held for it is not told (a quit drops it): ``_read_then`` and ``keep_panel``
+        tell it (``replaced``)."""
         if self._search is not None:
             self._search.cancel.set()
             self._search = None
@@ -218,9 +222,9 @@ class LoraHashSearch(QObject):
     def keep_panel(self) -> None:
         """An image whose LoRAs could not be read (a ComfyUI graph of custom nodes): the panel stays as it is, none
         switched off for it, nor on for an image dropped before (``cancel_search``); a Generate click held for that
-        image's files goes on (``read``)."""
+        image's files is dropped (``replaced``: it went on with the panel's LoRAs, the earlier image's prompt)."""
         if self.cancel_search():
-            self.read.emit()
+            self.replaced.emit()
 
     def _run_search(self, search: HashSearch, rows: LoraState) -> None:
         """On the search's thread: the rows found (``search_hashes``), handed to the Qt thread (``_on_searched``)

@@ -184,3 +184,28 @@ def test_a_click_right_after_a_drop_is_not_refused_for_the_old_loras(qtbot, wind
     [made] = finished.args[0]
     assert [(lora["file"], lora["strength"]) for lora in made.settings["lora_list"]] == [("b.safetensors", 0.6)]
     assert style.enabled and not old.enabled
+
+
+def test_a_click_held_for_an_image_is_dropped_by_the_next_image(qtbot, window, tmp_path, monkeypatch):
+    """Generate clicked (Ctrl+Enter) right after an image was dropped, then a second image dropped before the first
+    one's LoRA files were read: the job ran with the first image's prompt and seed and the second's LoRAs, an image
+    made as neither was. The click is now dropped, and that said; no job is queued."""
+    from app.held_clicks import REPLACED
+
+    controller = window.controller
+    a, b, _c = _three_loras(tmp_path)
+    controller.loras.add_files([a, b], enabled=False)
+    first = _our_png(tmp_path / "first.png", [{"name": "a", "file": str(a), "strength": 0.7}])
+    second = _our_png(tmp_path / "second.png", [{"name": "b", "file": str(b), "strength": 0.5}])
+    release, _on_gui = _slowed_files(monkeypatch)
+    try:
+        drop_file(window.prompt_panel, first)
+        qtbot.keyClick(window.prompt_panel.prompt_edit, Qt.Key.Key_Return, Qt.KeyboardModifier.ControlModifier)
+        assert controller.job.status == CHECKING
+        drop_file(window.prompt_panel, second)
+        assert controller.held.requests == [] and controller.job.status == REPLACED  # was: held, run with 'b'
+    finally:
+        release.set()
+    loras_restored(qtbot, controller.loras)
+    qtbot.wait(500)  # a click still held would be queued now
+    assert controller.queue.idle and controller.loras.requests() == [(str(b), 0.5)]
