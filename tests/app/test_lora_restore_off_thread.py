@@ -10,6 +10,7 @@ import shutil
 import threading
 from pathlib import Path
 
+import pytest
 from PIL import Image
 from PySide6.QtCore import Qt
 
@@ -76,20 +77,28 @@ def test_a_restore_reads_the_lora_files_off_the_windows_thread(qtbot, bare_windo
     assert not row_a_twin.enabled and row_a.enabled and row_b.enabled and row_c.enabled
 
 
-def test_a_click_right_after_a_drop_waits_for_the_images_loras(qtbot, window, tmp_path, monkeypatch):
+@pytest.mark.parametrize("old_gone", [False, True])
+def test_a_click_right_after_a_drop_waits_for_the_images_loras(qtbot, window, tmp_path, monkeypatch, old_gone):
     """Generate clicked while the dropped image's LoRA files are read: the job took the LoRAs on before the drop. It
-    now waits ("Checking LoRA files…") and runs with the image's."""
+    now waits ("Checking LoRA files…") and runs with the image's. ``old_gone``: the LoRA on before the drop (not the
+    image's) is one no job could use, its file deleted: the click was refused for it, though the image switches it
+    off."""
     controller = window.controller
+    shown: list = []
+    controller.error.connect(shown.append)
     a, b, _c = _three_loras(tmp_path)
     old, style = controller.loras.add_files([a, b], enabled=False).added
     controller.loras.set_enabled(old, True)
+    if old_gone:
+        a.unlink()
     png = _our_png(tmp_path / "made.png", [{"name": "b", "file": str(b), "strength": 0.6}])
     release, on_gui = _slowed_files(monkeypatch)
     try:
         drop_file(window.prompt_panel, png)
         window.prompt_panel.prompt_edit.setPlainText("a red circle on a blue background")
         qtbot.mouseClick(window.prompt_panel.generate_button, Qt.MouseButton.LeftButton)
-        assert controller.queue.idle and controller.job.status == CHECKING  # was: queued with 'a' at once
+        # was: queued with 'a' at once; refused, naming 'a', where its file was gone
+        assert shown == [] and controller.queue.idle and controller.job.status == CHECKING
     finally:
         release.set()
     with qtbot.waitSignal(controller.job_finished, timeout=120000) as finished:
@@ -157,33 +166,6 @@ def test_the_version_found_by_hash_is_read_off_the_windows_thread(qtbot, bare_wi
     drop_file(bare_window.prompt_panel, png)
     qtbot.waitUntil(lambda: v2.enabled, timeout=30000)
     assert not v1.enabled and v2.strength == 0.8 and on_gui == []
-
-
-def test_a_click_right_after_a_drop_is_not_refused_for_the_old_loras(qtbot, window, tmp_path, monkeypatch):
-    """Generate clicked while the dropped image's LoRA files are read, a LoRA on before the drop (not the image's)
-    being one no job could use (its file deleted): the click was refused for that LoRA, which the image switches
-    off. It now waits for the image's LoRAs and runs with them."""
-    controller = window.controller
-    shown: list = []
-    controller.error.connect(shown.append)
-    a, b, _c = _three_loras(tmp_path)
-    old, style = controller.loras.add_files([a, b], enabled=False).added
-    controller.loras.set_enabled(old, True)
-    a.unlink()  # the old LoRA's file gone: a click now would be refused for it
-    png = _our_png(tmp_path / "made.png", [{"name": "b", "file": str(b), "strength": 0.6}])
-    release, _on_gui = _slowed_files(monkeypatch)
-    try:
-        drop_file(window.prompt_panel, png)
-        window.prompt_panel.prompt_edit.setPlainText("a red circle on a blue background")
-        qtbot.mouseClick(window.prompt_panel.generate_button, Qt.MouseButton.LeftButton)
-        assert shown == [] and controller.job.status == CHECKING  # was: refused, naming 'a'
-    finally:
-        release.set()
-    with qtbot.waitSignal(controller.job_finished, timeout=120000) as finished:
-        pass
-    [made] = finished.args[0]
-    assert [(lora["file"], lora["strength"]) for lora in made.settings["lora_list"]] == [("b.safetensors", 0.6)]
-    assert style.enabled and not old.enabled
 
 
 def test_a_click_held_for_an_image_is_dropped_by_the_next_image(qtbot, window, tmp_path, monkeypatch):
