@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.background import Lookup, Lookups
 from app.bindings import bind_enabled
 from app.controller import AppController
 from app.engine_errors import EngineError
@@ -118,6 +119,11 @@ class GalleryPanel(QWidget):
         self.view.setDefaultDropAction(Qt.DropAction.CopyAction)
 
         self.metadata = QPlainTextEdit(readOnly=True)
+        # The selected image's file is read on a thread (``_describe``): on a drive that sleeps or a share that
+        # hangs, a read on the window's thread froze the window at each click on an image.
+        self._descriptions = Lookups("Gallery: describing the selected image", self)
+        self._descriptions.ended.connect(self._described)
+        self._description: Lookup | None = None  # the read for the image selected last, till it ends
         self.metadata.setPlaceholderText("Select an image to see how it was made.")
 
         self.favorite_button = QPushButton("★ Favorite")
@@ -238,7 +244,7 @@ class GalleryPanel(QWidget):
         ):
             button.setEnabled(record is not None)
         self._delete_enabled()
-        self.metadata.setPlainText(self.describe(record) if record else "")
+        self._describe(record)
 
     def _keep_selection(self) -> None:
         """The ids of the selected images and of the current one, before the rows are listed anew."""
@@ -281,12 +287,28 @@ class GalleryPanel(QWidget):
         if row is not None and top.row() <= row <= bottom.row():  # the row the pane describes
             self._selection_changed()
 
-    def describe(self, record: ImageRecord) -> str:
-        """The pane's text, read from the image's file as it is now; its thumbnail is checked against the file too
+    def _describe(self, record: ImageRecord | None) -> None:
+        """The pane describes ``record`` (nothing for None) once its file is read on a thread (``describe_image``:
+        its stat and its PNG's text, which wait as long as its drive does), "Reading …" said meanwhile; a read still
+        under way for an image selected before is dropped at its end. Its thumbnail is checked against the file too
         (``ThumbnailCache.recheck``, off the GUI thread): replaced under its name, the grid showed the old picture."""
-        path = self.controller.gallery.path_of(record)
+        self._description = None
+        if record is None:
+            self.metadata.setPlainText("")
+            return
+        path, settings, missing = self.controller.gallery.path_of(record), dict(record.settings), record.missing
         self.controller.gallery.thumbnails.recheck(path)
-        return describe_image(path, record.settings, record.missing)
+        self.metadata.setPlainText(f"Reading {path}…")
+        self._description = self._descriptions.start(
+            f"describing {path}", lambda: describe_image(path, settings, missing))
+
+    def _described(self, lookup: Lookup) -> None:
+        """A read of ``_describe``'s ended: its text in the pane, if its image is still the one selected."""
+        if lookup is not self._description:
+            return
+        self._description = None
+        error = lookup.error
+        self.metadata.setPlainText(lookup.result if error is None else f"⚠ The file could not be read: {error}")
 
     # ---- actions ------------------------------------------------------------------------------------------
 

@@ -366,3 +366,10 @@ def lora_with_own_text_strength(qtbot, window, path: Path) -> tuple[Path, Any]:
     qtbot.waitUntil(window.isActiveWindow)
     qtbot.mouseClick(row.text_same, Qt.MouseButton.LeftButton)
     return lora, row
+
+
+def pane_text(qtbot, panel) -> str:
+    """The gallery's metadata pane's text once the selected image's file is read (on its thread: "Reading …"
+    meanwhile)."""
+    qtbot.waitUntil(lambda: panel._description is None, timeout=30000)
+    return panel.metadata.toPlainText()

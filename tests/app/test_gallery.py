@@ -14,7 +14,7 @@ from app.data_dir import resolve_data_dir
 from app.image_files import read_image_settings
 from app.store import Store
 from gpu.generation.png_metadata import write_png
-from tests.app.gui import drop_file, open_window, trash_listing
+from tests.app.gui import drop_file, open_window, pane_text, trash_listing
 
 A1111 = ("a castle on a hill, dramatic sky\nNegative prompt: blurry, lowres\n"
          "Steps: 7, Sampler: Euler a, CFG scale: 5.5, Seed: 1234, Size: 320x192, Model: sdxl")  # fmt: skip
@@ -72,7 +72,7 @@ def test_reconcile_after_simulated_crash(qtbot, data_root):
     assert by_prompt["lost owl"].missing and not by_prompt["orphan fox"].missing
     assert by_prompt["orphan fox"].settings["seed"] == 5
     window.gallery_panel.select_row(gallery.row_of(by_prompt["lost owl"].id))
-    assert "missing" in window.gallery_panel.metadata.toPlainText()
+    assert "missing" in pane_text(qtbot, window.gallery_panel)
     # reuse settings from the imported entry
     window.gallery_panel.select_row(gallery.row_of(by_prompt["orphan fox"].id))
     window.gallery_panel.reuse_settings()
@@ -127,7 +127,7 @@ def test_metadata_pane_is_a_readable_summary(qtbot, data_root):
     write_png(path, Image.new("RGB", (16, 16)), ENGINE_SETTINGS)  # imported at start-up, like any PNG of ours
     window = open_window(qtbot, data_root)
     window.gallery_panel.select_row(0)
-    text = window.gallery_panel.metadata.toPlainText()
+    text = pane_text(qtbot, window.gallery_panel)
     from datetime import datetime, timezone
 
     local = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc).astimezone().strftime("%Y-%m-%d %H:%M")
@@ -167,7 +167,7 @@ def test_metadata_pane_of_another_programs_image_says_where_its_settings_came_fr
     Image.new("RGB", (16, 16)).save(path, pnginfo=info)
     window = open_window(qtbot, data_root)
     window.gallery_panel.select_row(0)
-    lines = window.gallery_panel.metadata.toPlainText().splitlines()
+    lines = pane_text(qtbot, window.gallery_panel).splitlines()
     assert lines[:7] == ["Prompt: a castle on a hill, dramatic sky", "Negative prompt: blurry, lowres", "Seed: 1234",
                           "Steps: 7", "Guidance: 5.5", "Size: 320×192", "Model: sdxl"]  # fmt: skip
     assert "How it ran" not in lines  # none of it was stored
@@ -219,7 +219,7 @@ def test_gallery_search_favorite_delete_undo(qtbot, data_root):
     ]
     assert str(data.images / deleted.path) in errors[0].hint
     panel.select_row(0)
-    assert panel.metadata.toPlainText().startswith("⚠ File missing")
+    assert pane_text(qtbot, panel).startswith("⚠ File missing")
     panel.copy_prompt()
     from PySide6.QtGui import QGuiApplication
 

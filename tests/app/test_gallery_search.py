@@ -11,7 +11,7 @@ from PySide6.QtGui import QGuiApplication
 from app.data_dir import resolve_data_dir
 from app.store import Store
 from gpu.generation.png_metadata import write_png
-from tests.app.gui import gallery_images, generate_one, open_window, window_without_engine
+from tests.app.gui import gallery_images, generate_one, open_window, pane_text, window_without_engine
 
 PROMPTS = ["Äpfel im Baum", "straße bei Nacht", "multi\nline prompt", "100% sure", "a_b", "back\\slash",
            "it's \"quoted\"", "a fox 🦊 asleep", "ＦＵＬＬ width"]  # fmt: skip
@@ -115,23 +115,23 @@ def test_a_search_keeps_the_selected_image_it_shows_and_clears_the_pane_of_one_i
     panel.select_row(2)  # "a red cat", the oldest
     assert search("cat") == ["a red cat"]
     assert panel.selected_rows() == [0] == [panel.view.currentIndex().row()]
-    assert panel.metadata.toPlainText().startswith("Prompt: a red cat")
+    assert pane_text(qtbot, panel).startswith("Prompt: a red cat")
     assert all(button.isEnabled() for button in buttons)
     assert search("") == ["a green owl", "a blue dog", "a red cat"] and panel.selected_rows() == [2]
     # One it hides: none selected, and the pane and its buttons say so. The pane said "Prompt: a green owl" and
     # Reuse settings, Copy prompt, Delete, ★ Favorite, Save as and Open folder stayed enabled, doing nothing.
     panel.select_row(0)  # "a green owl"
     assert search("cat") == ["a red cat"] and panel.selected_rows() == []
-    assert "green owl" not in panel.metadata.toPlainText()
+    assert "green owl" not in pane_text(qtbot, panel)
     for button in buttons:
         assert not button.isEnabled(), button.text()
     # The same with the "★ only" view switched on.
     search("")
     panel.select_row(1)
-    described = panel.metadata.toPlainText()
+    described = pane_text(qtbot, panel)
     panel.favorites_only.setChecked(True)
     assert gallery.rowCount() == 0 and panel.selected_rows() == []
-    assert panel.metadata.toPlainText() != described and not panel.reuse_button.isEnabled()
+    assert pane_text(qtbot, panel) != described and not panel.reuse_button.isEnabled()
 
 
 def test_with_several_images_selected_the_pane_and_its_buttons_follow_the_one_clicked_last(qtbot, data_root):
@@ -145,7 +145,7 @@ def test_with_several_images_selected_the_pane_and_its_buttons_follow_the_one_cl
     qtbot.mouseClick(view.viewport(), Qt.MouseButton.LeftButton, Qt.KeyboardModifier.ControlModifier, cat)
     assert panel.selected_rows() == [1, 2]
     # Was: the pane described "a blue dog" still, and Copy prompt copied it: the topmost selected row's.
-    assert panel.metadata.toPlainText().startswith("Prompt: a red cat")
+    assert pane_text(qtbot, panel).startswith("Prompt: a red cat")
     panel.copy_button.click()
     assert QGuiApplication.clipboard().text() == "a red cat"
     # Shift+Right from the owl: the selection runs on to the dog, which is described (was: the owl).
@@ -153,7 +153,7 @@ def test_with_several_images_selected_the_pane_and_its_buttons_follow_the_one_cl
     view.setFocus()
     qtbot.keyClick(view, Qt.Key.Key_Right, Qt.KeyboardModifier.ShiftModifier)
     assert panel.selected_rows() == [0, 1]
-    assert panel.metadata.toPlainText().startswith("Prompt: a blue dog")
+    assert pane_text(qtbot, panel).startswith("Prompt: a blue dog")
 
 
 def test_a_search_finds_its_words_in_any_order_and_a_quoted_phrase_as_typed(qtbot, data_root):

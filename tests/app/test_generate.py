@@ -9,7 +9,7 @@ import time
 from PySide6.QtCore import Qt
 
 from app.image_files import read_image_settings
-from tests.app.gui import open_window
+from tests.app.gui import open_window, pane_text
 
 
 def _generate(qtbot, window, prompt: str) -> list:
@@ -34,7 +34,7 @@ def test_generate_then_restart(qtbot, data_root, window):
     assert settings["seed"] == window.controller.prompt.seed
     assert progress and max(progress) == 2
     window.gallery_panel.select_row(0)
-    summary = window.gallery_panel.metadata.toPlainText()
+    summary = pane_text(qtbot, window.gallery_panel)
     assert "Steps: 2" in summary and "Ran on: " in summary
     assert "memory_policy" not in summary and "Settings:" not in summary  # a summary, not the raw dict
     assert window.controller.history.rowCount() == 1

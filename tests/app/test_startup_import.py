@@ -22,7 +22,7 @@ from app.main_window import MainWindow
 from app.reconcile import FolderImport, Recovery, check_folder
 from app.store import Store
 from gpu.generation.png_metadata import write_png
-from tests.app.gui import open_window, window_without_engine
+from tests.app.gui import open_window, pane_text, window_without_engine
 
 COUNT, BATCH = 25, 10
 
@@ -305,7 +305,8 @@ def test_the_pane_describes_an_image_whose_created_date_cannot_be_shown_in_local
     store.close()
     window = window_without_engine(qtbot, data)
     panel = window.gallery_panel
-    assert "Prompt: a far future" in panel.describe(panel.controller.gallery.record(0))
+    panel.select_row(0)
+    assert "Prompt: a far future" in pane_text(qtbot, panel)
 
 
 def test_an_import_takes_no_date_after_its_files_own_as_the_date_an_image_was_made():

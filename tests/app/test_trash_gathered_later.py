@@ -20,7 +20,7 @@ from app.data_dir import IMAGES_TRASH, DataDir
 from app.store import Store
 from gpu.generation.png_metadata import write_png
 from tests.app import gui
-from tests.app.gui import window_without_engine
+from tests.app.gui import pane_text, window_without_engine
 
 OTHER_DISK = Path("/dev/shm")  # tmpfs: another file system than the tests' temporary folder
 
@@ -187,9 +187,9 @@ def test_the_pane_of_the_selected_image_says_its_file_is_back(qtbot, moved):
     assert slow.held.wait(30)
     panel.select_row(gallery.row_of(3))  # d/3.png, its picture in the old trash, on its way back
     picture = data.images / "d" / "3.png"
-    assert panel.metadata.toPlainText().startswith(f"⚠ File missing: {picture}")
+    assert pane_text(qtbot, panel).startswith(f"⚠ File missing: {picture}")
     slow.go.set()
     qtbot.waitUntil(lambda: not controller.folder_import.running)
     assert picture.is_file() and [gallery.record(row).id for row in panel.selected_rows()] == [3]
-    said = panel.metadata.toPlainText()
+    said = pane_text(qtbot, panel)
     assert "File missing" not in said and said.endswith(f"File: {picture}")  # was: still "⚠ File missing: …"

@@ -1,0 +1,55 @@
+"""The gallery's metadata pane read the selected image's file (its stat, its PNG's text) on the window's thread: a
+gallery on a USB drive that sleeps or a network share that hangs froze the window at every click on an image. It is
+read on a thread of its own now, "Reading …" said meanwhile, and only the image selected last is described.
+
+A hung drive is simulated as ``tests.app.gui.held`` simulates one: the stat of what is under its folder waits, on a
+thread, till the test sets an event; on the window's thread it is not held but noted (a freeze there)."""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+from app.data_dir import resolve_data_dir
+from tests.app.gui import gallery_images, held, window_without_engine
+
+WAIT_MS = 30_000  # generous: CI runs the suite on 2 cores in parallel
+
+
+def _hung(monkeypatch, folder: Path) -> tuple[threading.Event, list[str]]:
+    """The stat of everything under ``folder`` held till the event is set (``held``); the calls on the window's
+    thread noted in the list."""
+    release, on_gui = threading.Event(), []
+    stat = os.stat
+    held_stat = held(stat, release, on_gui)
+    top = os.fspath(folder) + os.sep
+
+    def hung_stat(path, *args, **kwargs):
+        under = not isinstance(path, int) and os.fspath(path).startswith(top)
+        return (held_stat if under else stat)(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "stat", hung_stat)
+    return release, on_gui
+
+
+def test_the_pane_reads_the_selected_image_off_the_windows_thread(qtbot, data_root, monkeypatch):
+    data = resolve_data_dir(data_root)
+    gallery_images(data, ["a red cat", "a blue dog"])  # newest first: row 0 is the dog
+    window = window_without_engine(qtbot, data)
+    panel = window.gallery_panel
+    qtbot.waitUntil(lambda: window.controller.gallery.rowCount() == 2, timeout=WAIT_MS)
+    release, on_gui = _hung(monkeypatch, data.images / "d")
+    try:
+        panel.select_row(0)
+        panel.select_row(1)  # another click before the first was read: only the last one is described
+        assert on_gui == []  # was: ["stat", "stat"], the window frozen till the drive answered
+        assert panel.metadata.toPlainText() == f"Reading {data.images / 'd' / '0.png'}…"
+        assert panel.copy_button.isEnabled()  # the buttons act on the selection at once, as before
+    finally:
+        release.set()
+    qtbot.waitUntil(lambda: panel.metadata.toPlainText().startswith("Prompt: a red cat"), timeout=WAIT_MS)
+    qtbot.wait(300)  # the first click's read, ended too, does not replace it
+    assert panel.metadata.toPlainText().startswith("Prompt: a red cat") and on_gui == []
+    panel.view.clearSelection()
+    assert panel.metadata.toPlainText() == ""
