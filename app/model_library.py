@@ -12,6 +12,7 @@ from typing import Any
 
 from PySide6.QtCore import QObject
 
+from app.background import Lookup, Lookups
 from app.engine_errors import EngineError
 from app.generation_state import PromptState
 from app.memory_state import MemoryState
@@ -121,6 +122,11 @@ class ModelLibrary(QObject):
         self.describe_place = 0  # where the last describe waits in the engine's queue (``LibraryLinks.place``)
         self._retry = 0  # the number of the describe asked again, its model's file back (see on_describe_failed)
         self.list_state = ModelListState(self, prompt, self)  # the Models panel's rows, highlight, Remove, details
+        # A removed model's file looked at (is it still there?) on a thread: a stat of a model on a network share
+        # that hangs froze the window on the window's thread. Each look's sentence till it ends.
+        self._file_looks = Lookups("Models: looking at a removed model's file", self)
+        self._file_looks.ended.connect(self._say_removed)
+        self._removed_said: dict[Lookup, tuple[str, Any, str]] = {}
 
     def is_gone(self, name: str) -> bool:
         """Whether the file of the model ``name`` went missing while the app ran, and that was said."""
@@ -458,8 +464,20 @@ class ModelLibrary(QObject):
             self.list_state.show_removals()
             # Said: with only the list changing, the selection (and with it the prompt panel's steps and size)
             # switched to another model unnoticed, and "Remove" may be read as deleting the file.
-            kept = f" ({path} itself is not deleted)" if path and Path(path).exists() else ""
-            self._tell(f"The model '{name}' was removed from the library{kept}{switched}.")
+            self._tell_removed(name, path, switched)
+
+    def _tell_removed(self, name: str, path: Any, switched: str) -> None:
+        """Says that the model ``name`` was removed (``switched``: the model selected in its place, in words), and
+        that its file at ``path`` is not deleted where it is still there: looked at on a thread (``_say_removed``)."""
+        lookup = self._file_looks.start(f"looking at {path}", lambda: bool(path) and Path(path).exists())
+        self._removed_said[lookup] = (name, path, switched)
+
+    def _say_removed(self, lookup: Lookup) -> None:
+        """A look of ``_tell_removed``'s ended: the removal said, its file named as not deleted where it is there
+        (one that cannot be looked at is not named, as one that is gone)."""
+        name, path, switched = self._removed_said.pop(lookup)
+        kept = f" ({path} itself is not deleted)" if lookup.result else ""
+        self._tell(f"The model '{name}' was removed from the library{kept}{switched}.")
 
     def _add_ended(self, request: int) -> _AskedAdd:
         """The add ``request`` answered: no longer pending (``adding``). -> what was asked (one not asked here is

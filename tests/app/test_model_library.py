@@ -62,6 +62,7 @@ def test_removing_the_selected_model_falls_back_and_generation_works(qtbot, wind
         window.model_panel._remove()
     assert controller.prompt.model == "demo"
     # Said, with the model now in use: the list alone changed, and "Remove" could be read as deleting the file.
+    qtbot.waitUntil(lambda: len(said) > 1, timeout=30000)  # once its file is looked at, on a thread
     assert said[1:] == [f"The model 'mine' was removed from the library ({mine} itself is not deleted); "
                         "'demo' is selected."]
     assert mine.is_file()
@@ -98,6 +99,7 @@ def test_a_model_removed_while_a_job_runs_is_shown_pending_and_removed_once(qtbo
                     timeout=120000)  # fmt: skip
     qtbot.wait(500)  # a second removal, had it been sent, was answered by now
     assert errors == []
+    qtbot.waitUntil(lambda: len(said) > 1, timeout=30000)  # once its file is looked at, on a thread
     assert said[1:] == [f"The model 'mine' was removed from the library ({mine} itself is not deleted); "
                         "'demo' is selected."]  # what a removal says when it ends, as before
     assert panel.removing.isHidden() and controller.prompt.model == "demo"
