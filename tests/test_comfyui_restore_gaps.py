@@ -33,6 +33,8 @@ HIRES: dict[str, Any] = {
            "positive": ["6", 0], "negative": ["7", 0], "latent_image": ["10", 0]}},
     "16": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "v2-1_768-ema-pruned.safetensors"}},
 }  # fmt: skip
+# The decode of a third pass's picture (node 12) in place of the second's, for graphs that add one after ``HIRES``'s
+DECODE_12 = {"class_type": "VAEDecode", "inputs": {"samples": ["12", 0], "vae": ["16", 2]}}
 HIRES_SAID = ("its hires fix (LatentUpscale to 1152x1152, then KSampler node 11 at denoise 0.5: a second pass at a "
               "larger size) is not restored: new images are its first pass, 768x768")  # fmt: skip
 
@@ -166,6 +168,7 @@ def test_passes_after_the_second_are_said_in_the_order_they_ran(tmp_path):
         "13": {"class_type": "LatentUpscaleBy", "inputs": {"samples": ["11", 0], "scale_by": 1.5}},
         "12": {"class_type": "KSampler", "inputs": {**HIRES["11"]["inputs"], "latent_image": ["13", 0],
                "denoise": 0.3}},
+        "8": DECODE_12,
     }  # fmt: skip
     assert _png(tmp_path, "prompt", graph).problems == [
         "its hires fix (LatentUpscale to 1152x1152, then KSampler node 11 at denoise 0.5; LatentUpscaleBy by 1.5, "
@@ -216,15 +219,20 @@ def test_a_pass_after_a_scale_that_does_not_enlarge_is_said_as_a_second_pass_not
     third = {**HIRES, "10": {"class_type": "LatentUpscaleBy", "inputs": {"samples": ["3", 0], "scale_by": 0.5}},
              "13": {"class_type": "LatentUpscaleBy", "inputs": {"samples": ["11", 0], "scale_by": 1.5}},
              "12": {"class_type": "KSampler", "inputs": {**HIRES["11"]["inputs"], "latent_image": ["13", 0],
-                    "denoise": 0.3}}}  # fmt: skip
+                    "denoise": 0.3}}, "8": DECODE_12}  # fmt: skip
     assert _png(tmp_path, "prompt", third).problems[0].startswith("its 2 later passes (LatentUpscaleBy by 0.5, then")
 
 
 def _picture_pass(tmp_path, *nodes: dict[str, Any]) -> list[str]:
-    """The problems said of ``HIRES``'s first pass decoded and handed, as a picture, to ``nodes`` (node id 31 on,
-    each fed the picture of the one before; ``"image": None`` where it takes one), the last one's picture saved.
-    Beside them, an upscale model's loader (30), a face detector (40), Impact Pack's detection of its faces in the
-    first pass's picture (41) and its pipe of the model and prompts (42), which take no picture to sample."""
+    """The problems said of ``_picture_graph(*nodes)``."""
+    return _png(tmp_path, "prompt", _picture_graph(*nodes)).problems
+
+
+def _picture_graph(*nodes: dict[str, Any]) -> dict[str, Any]:
+    """``HIRES``'s first pass decoded and handed, as a picture, to ``nodes`` (node id 31 on, each fed the picture of
+    the one before; ``"image": None`` where it takes one), the last one's picture saved (node 9). Beside them, an
+    upscale model's loader (30), a face detector (40), Impact Pack's detection of its faces in the first pass's
+    picture (41) and its pipe of the model and prompts (42), which take no picture to sample."""
     graph = {k: v for k, v in HIRES.items() if k not in ("10", "11")}
     graph["8"] = {"class_type": "VAEDecode", "inputs": {"samples": ["3", 0], "vae": ["16", 2]}}
     graph["30"] = {"class_type": "UpscaleModelLoader", "inputs": {"model_name": "4x-UltraSharp.pth"}}
@@ -239,7 +247,7 @@ def _picture_pass(tmp_path, *nodes: dict[str, Any]) -> list[str]:
             **{k: (picture if v is None else v) for k, v in node["inputs"].items()}}}  # fmt: skip
         picture = [str(number), 0]
     graph["9"] = {"class_type": "SaveImage", "inputs": {"filename_prefix": "ComfyUI", "images": picture}}
-    return _png(tmp_path, "prompt", graph).problems
+    return graph
 
 
 _SAMPLING = {"seed": 5, "steps": 20, "cfg": 8, "sampler_name": "euler", "scheduler": "normal"}
@@ -343,7 +351,7 @@ def test_a_later_pass_after_a_first_pass_of_unknown_size_claims_no_size(tmp_path
     three = {**HIRES, "5": {"class_type": "EmptyLatentImage", "inputs": {"width": ["99", 0], "height": 768}},
              "13": {"class_type": "LatentUpscaleBy", "inputs": {"samples": ["11", 0], "scale_by": 0.5}},
              "12": {"class_type": "KSampler", "inputs": {**HIRES["11"]["inputs"], "latent_image": ["13", 0],
-                    "denoise": 0.3}}}  # fmt: skip
+                    "denoise": 0.3}}, "8": DECODE_12}  # fmt: skip
     assert _png(tmp_path, "prompt", three).problems == [
         "its 2 later passes (LatentUpscale to 1152x1152, then KSampler node 11 at denoise 0.5; LatentUpscaleBy by "
         "0.5, then KSampler node 12 at denoise 0.3: their sizes beside the first pass's not known) are not restored: "

@@ -4,7 +4,9 @@ makes, said (``passes_said``): a hires fix (a second sampler fed the first's lat
 larger than the first pass, and not the picture the settings make), a later pass at the same size (a refiner's; or
 after a resize the graph does not say enlarged: a scale of 1, a downscale), a custom node that samples the picture
 again in one node (an Ultimate SD Upscale, a detailer: ``one_node_pass``), a first pass that started from a loaded
-picture (img2img). Restored without a word, the settings looked complete and made another picture.
+picture (img2img). Restored without a word, the settings looked complete and made another picture. Where the graph
+saves the picture of a pass before the last too, the file may be that one: the passes after it are said as ones it
+may have had.
 
 A pass is found by walking up from a sampler's ``latent_image`` (a one-node pass's picture) through any node's links
 (a latent upscale; or a decode, an image upscale and an encode again) to the pass that made that latent. The graph
@@ -220,17 +222,18 @@ def passes_not_made(graph: Graph, samplers: list[str], first: str, size: str, di
     sizes = _sizes(graph, later, first, dims)
     # each resize's size beside the picture of the pass before it: the first's, or the last later pass's, where
     # the graph tells it (beside an unknown size, a target size after a hires fix said "resize" of a plain upscale)
-    ways, first_saved = _saved_ways(graph, later[-1][0] if later else first, first)
-    # the file may be the first pass's picture: the Extras upscale, which it surely had, is said apart, not inside
-    # the passes it may have had (which picture it was given is not known)
-    apart = extras if later and first_saved else None
+    ways, sure = _saved_ways(graph, later, first)
+    # the file may be the picture of a pass before the last: the Extras upscale, which it surely had, is said apart,
+    # not inside the passes it may have had (which picture it was given is not known)
+    apart = extras if sure < len(later) else None
     resized, saved_before = _resized_ways(graph, ways, pixels(dims, sizes[-1]) if later else dims,
                                           None if apart else extras)  # fmt: skip
     if later:
-        named = _named(graph, later, sizes)
-        if resized:
-            named.append(resize_after_passes(resized, saved_before, len(later)))
-        said.append(not_restored(named, size, first_saved))
+        named, maybe = _named(graph, later, sizes, sure)
+        if resized:  # after the last pass: among those it may have had, where there are
+            after = len(later) - sure if maybe else len(later)
+            (maybe or named).append(resize_after_passes(resized, saved_before, after))
+        said.append(not_restored(named, size, maybe))
     elif resized:
         said.append(resized_after_its_pass(resized, saved_before, size))
     if apart is not None:
@@ -258,25 +261,28 @@ def _from_another_picture(graph: Graph, first: str) -> list[str]:
     return [img2img_not_restored(f"{what}, {graph.kinds[first]} node {first}{how}")]
 
 
-def _saved_ways(graph: Graph, last: str, first: str) -> tuple[list[list[str]], bool]:
-    """The ways the picture of the pass ``last`` (the last that ran) was resized before a node saves it (one taking
-    "images", a SaveImage, a PreviewImage, that no node takes from): for each such node, the nodes between that
-    resize it (an upscale model's, an image scale's), in the order they ran, [] for none; each way once, in the
-    graph's order. And whether a node saves the picture of the first pass ``first`` alone, before the passes after
-    it (a preview of it). The graph is the same in each PNG it saves: the file may be any of them."""
+def _saved_ways(graph: Graph, later: list[tuple[str, str, list[str]]], first: str) -> tuple[list[list[str]], int]:
+    """The ways the picture of the last pass that ran (of ``later``, else ``first``) was resized before a node saves
+    it (one taking "images", a SaveImage, a PreviewImage, that no node takes from): for each such node, the nodes
+    between that resize it (an upscale model's, an image scale's), in the order they ran, [] for none; each way once,
+    in the graph's order. And how many of the passes ``later`` the file surely had: those before the earliest pass
+    whose picture alone a node saves (a preview of the first pass's, a save of a detailer's before an upscale), all
+    where only the last's is saved. The graph is the same in each PNG it saves: the file may be any of them."""
     taken = {up for inputs in graph.nodes.values() for value in inputs.values() if (up := node_id(value))}
     savers = [node for node, inputs in graph.nodes.items() if node not in taken and node_id(inputs.get("images"))
               and not graph.is_sampler(node) and not graph.one_node_pass(node)][:_MAX_SAMPLERS]  # fmt: skip
+    order = [first, *(sampler for sampler, _made, _between in later)]
     ways: list[list[str]] = []
-    first_saved = False
+    sure = len(later)
     for saver in savers:
         came_from, passes = graph.walk_up(saver, by=("images",))
-        if last in passes:
-            way = [node for node in _on_the_way(came_from, last) if graph.resizing(node) is not None]
+        if order[-1] in passes:
+            way = [node for node in _on_the_way(came_from, order[-1]) if graph.resizing(node) is not None]
             if way not in ways:
                 ways.append(way)
-        first_saved = first_saved or (passes == [first] and first != last)  # not beside a later pass's picture
-    return ways, first_saved
+        if len(passes) == 1 and passes[0] in order:  # not beside another pass's picture (an image batch)
+            sure = min(sure, order.index(passes[0]))
+    return ways, sure
 
 
 def _resized_ways(graph: Graph, ways: list[list[str]], before: tuple[int, int] | None,
@@ -316,19 +322,24 @@ def _resizes_said(graph: Graph, resizes: list[str]) -> str:
     return ", ".join(said for node in resizes if (said := graph.resize(node)))
 
 
-def _named(graph: Graph, later: list[tuple[str, str, list[str]]], sizes: list[Size]) -> list[Named]:
+def _named(graph: Graph, later: list[tuple[str, str, list[str]]], sizes: list[Size], sure: int
+           ) -> tuple[list[Named], list[Named]]:  # fmt: skip
     """The passes ``later`` (that ran at ``sizes``) named each for what it is, in the order they ran: the detailers
     (``_DETAILER``) as detailer passes, the others as a hires fix (with its size) or later passes; passes of one kind
     that ran one after another said together, a kind met again after another said as "another" (grouped by kind,
     a FaceDetailer, an upscale, a FaceDetailer were said as if both detailers ran first). Said together, a detailer
     after a hires pass was "its hires fix (…; FaceDetailer …: 2 more passes up to a larger size)". A detailer's size
     is said where a resize before it changed it (an upscale model's picture detailed), not where it is a hires
-    fix's before it."""
+    fix's before it. Named apart: the first ``sure`` passes, which the file surely had, and the rest, which it may
+    not have (never said together)."""
     runs: list[tuple[bool, list[tuple[str, Size]], list[PassSize]]] = []  # (detailers?, passes, resized sizes)
     size_of = dict(zip((sampler for sampler, _made, _between in later), sizes, strict=True))
-    for (sampler, made, between), size in zip(later, sizes, strict=True):
+    sure_runs = 0
+    for number, ((sampler, made, between), size) in enumerate(zip(later, sizes, strict=True)):
         detailer = graph.one_node_pass(sampler) and bool(_DETAILER.search(graph.kinds.get(sampler, "")))
-        if not runs or runs[-1][0] != detailer:
+        if number == sure:
+            sure_runs = len(runs)
+        if not runs or runs[-1][0] != detailer or number == sure:
             runs.append((detailer, [], []))
         runs[-1][1].append((_pass(graph, sampler, between), size))
         if detailer and size != size_of.get(made, SAME):  # a resize before it changed its picture
@@ -342,7 +353,8 @@ def _named(graph: Graph, later: list[tuple[str, str, list[str]]], sizes: list[Si
         else:
             named.append(later_passes(what, passes_size(pass_size(*size) for _said, size in passes), len(passes),
                                       again))  # fmt: skip
-    return named
+    sure_runs = sure_runs if sure < len(later) else len(runs)
+    return named[:sure_runs], named[sure_runs:]
 
 
 def _later_passes(graph: Graph, samplers: list[str], first: str) -> list[tuple[str, str, list[str]]]:

@@ -146,16 +146,35 @@ def detailer_passes(what: str, passes: int = 1, size: PassSize | None = None, ag
     return Named(f"{f'{passes} more' if again else f'its {passes}'} detailer passes ({what})", True)
 
 
-def not_restored(named: list[Named], first: str, first_saved: bool = False) -> str:
+def not_restored(named: list[Named], first: str, maybe: list[Named] | None = None) -> str:
     """What the passes ``named`` (in the order they ran) did is not restored; ``first``: the size new images have
-    (the first pass's). ``first_saved``: the graph saves the first pass's picture too, and the file may be that one
-    (its settings whole): "it may have had" them."""
-    are = len(named) > 1 or any(n.several for n in named)
-    said = ", ".join(n.text for n in named[:-1]) + " and " + named[-1].text if len(named) > 1 else named[0].text
-    verb, new = f"{'are' if are else 'is'} not restored", f"new images are its first pass, {first}"
-    if first_saved:
-        return f"it may have had {said}, which {verb} (the graph saves its first pass's picture too): {new}"
-    return f"{said} {verb}: {new}"
+    (the first pass's). ``maybe``: the passes after those that the file may not have had, the graph saving the
+    picture before them too (the file may be that one): "it may have had" them; all of them where ``named`` is []
+    (the first pass's picture saved too: its settings whole)."""
+    new = f"new images are its first pass, {first}"
+    if not maybe:
+        return f"{_listed(named)} {_are(named)} not restored: {new}"
+    if not named:
+        return (f"it may have had {_listed(maybe)}, which {_are(maybe)} not restored (the graph saves its first pass's "
+                f"picture too): {new}")  # fmt: skip
+    return (f"{_listed(named)} {_are(named)} not restored; it may have had {_listed(maybe)} after "
+            f"{'those' if _several(named) else 'that'}, which {_are(maybe)} not restored either (the graph saves the "
+            f"picture before {'them' if _several(maybe) else 'it'} too): {new}")  # fmt: skip
+
+
+def _several(named: list[Named]) -> bool:
+    """Whether ``named`` are said as several passes."""
+    return len(named) > 1 or any(n.several for n in named)
+
+
+def _are(named: list[Named]) -> str:
+    """The verb of ``named``: "are" for several passes, else "is"."""
+    return "are" if _several(named) else "is"
+
+
+def _listed(named: list[Named]) -> str:
+    """``named`` in one phrase, in the order they ran ("A, B and C")."""
+    return ", ".join(n.text for n in named[:-1]) + " and " + named[-1].text if len(named) > 1 else named[0].text
 
 
 class Resized(NamedTuple):

@@ -1,0 +1,59 @@
+"""The restore notice of ComfyUI graphs as review f84 found them: a graph that saves the picture of a pass between
+the first and the last said every pass as sure."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from PIL import Image
+from PIL.PngImagePlugin import PngInfo
+
+from gpu.generation.image_metadata import inspect_image
+from tests.test_comfyui_restore_gaps import FACE, USDU, _picture_graph, _png
+
+FIRST = "new images are its first pass, 768x768"
+DETAILED = "its detailer pass (FaceDetailer node 31 at denoise 0.5)"
+UPSCALED = ("its hires fix (UltimateSDUpscale node 32 by 2 with 4x-UltraSharp.pth at denoise 0.2: a second pass at "
+            "a larger size)")  # fmt: skip
+EXTRAS_2X = "Postprocess upscale by: 2, Postprocess upscaler: R-ESRGAN 4x+"
+EXTRAS_2X_SAID = "Extras: Postprocess upscale by 2, Postprocess upscaler R-ESRGAN 4x+"
+
+
+def _saving(graph: dict[str, Any], node: str, saver: str = "50") -> dict[str, Any]:
+    """``graph`` with a SaveImage (node ``saver``) of the picture of ``node`` too."""
+    return {**graph, saver: {"class_type": "SaveImage", "inputs": {"filename_prefix": "step", "images": [node, 0]}}}
+
+
+def _with_extras(tmp_path, graph: dict[str, Any], postprocessing: str) -> list[str]:
+    """What is said of a PNG of ``graph`` upscaled in A1111/Forge's Extras tab (its ``postprocessing`` chunk)."""
+    info = PngInfo()
+    for name, text in (("prompt", json.dumps(graph)), ("postprocessing", postprocessing), ("extras", postprocessing)):
+        info.add_text(name, text)
+    Image.new("RGB", (8, 8)).save(tmp_path / "extras.png", pnginfo=info)
+    return inspect_image(tmp_path / "extras.png").problems
+
+
+def test_a_graph_that_saves_a_pass_between_the_first_and_the_last_says_what_came_after_it_as_may(tmp_path):
+    """FaceDetailer then Ultimate SD Upscale, the detailed picture saved too: the file may be that picture, before
+    the upscale. It was said "its detailer pass (…) and its hires fix (…) are not restored", as if surely both."""
+    graph = _saving(_picture_graph(FACE, USDU), "31")
+    assert _png(tmp_path, "prompt", graph).problems == [
+        f"{DETAILED} is not restored; it may have had {UPSCALED} after that, which is not restored either (the graph "
+        f"saves the picture before it too): {FIRST}"]  # fmt: skip (was: "… and its hires fix (…) are not restored")
+    # the upscaled picture saved too, with a detailer after it: what ran up to the upscale is sure
+    graph = _saving(_picture_graph(FACE, USDU, FACE), "32")
+    assert _png(tmp_path, "prompt", graph).problems == [
+        f"{DETAILED} and {UPSCALED} are not restored; it may have had another detailer pass (FaceDetailer node 33 at "
+        f"denoise 0.5) after those, which is not restored either (the graph saves the picture before it too): "
+        f"{FIRST}"]  # fmt: skip
+    # the earliest picture saved decides: the first pass's own, all the passes "may"
+    graph = _saving(_saving(_picture_graph(FACE, USDU), "31"), "8", "51")
+    assert _png(tmp_path, "prompt", graph).problems == [
+        f"it may have had {DETAILED} and {UPSCALED}, which are not restored (the graph saves its first pass's picture "
+        f"too): {FIRST}"]  # fmt: skip
+    # an Extras upscale, surely had whichever picture it was given, is said apart
+    assert _with_extras(tmp_path, _saving(_picture_graph(FACE, USDU), "31"), EXTRAS_2X) == [
+        f"{DETAILED} is not restored; it may have had {UPSCALED} after that, which is not restored either (the graph "
+        f"saves the picture before it too): {FIRST}", f"it was upscaled after the graph saved it ({EXTRAS_2X_SAID}), "
+        "which is not restored"]  # fmt: skip
