@@ -1,5 +1,6 @@
 """The restore notice of ComfyUI graphs as review f84 found them: a graph that saves the picture of a pass between
-the first and the last said every pass as sure."""
+the first and the last said every pass as sure; a picture resized then upscaled back to its size (in the graph,
+then in A1111/Forge's Extras tab) said as if saved as it was made, or not at all."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
 from gpu.generation.image_metadata import inspect_image
-from tests.test_comfyui_restore_gaps import FACE, USDU, _picture_graph, _png
+from tests.test_comfyui_restore_gaps import FACE, HIRES, USDU, _picture_graph, _png
 
 FIRST = "new images are its first pass, 768x768"
 DETAILED = "its detailer pass (FaceDetailer node 31 at denoise 0.5)"
@@ -57,3 +58,34 @@ def test_a_graph_that_saves_a_pass_between_the_first_and_the_last_says_what_came
         f"{DETAILED} is not restored; it may have had {UPSCALED} after that, which is not restored either (the graph "
         f"saves the picture before it too): {FIRST}", f"it was upscaled after the graph saved it ({EXTRAS_2X_SAID}), "
         "which is not restored"]  # fmt: skip
+
+
+def _halved(*savers: str) -> dict[str, Any]:
+    """``HIRES``'s first pass alone, decoded (node 8) and scaled by 0.5 (node 33); ``savers``: which pictures are
+    saved, "8" (the decoded one) or "33" (the halved one)."""
+    graph = {k: v for k, v in HIRES.items() if k not in ("9", "10", "11")}
+    graph["8"] = {"class_type": "VAEDecode", "inputs": {"samples": ["3", 0], "vae": ["16", 2]}}
+    graph["33"] = {"class_type": "ImageScaleBy", "inputs": {"upscale_method": "lanczos", "scale_by": 0.5,
+                   "image": ["8", 0]}}  # fmt: skip
+    for number, node in enumerate(savers, 50):
+        graph = _saving(graph, node, str(number))
+    return graph
+
+
+def test_a_picture_resized_then_upscaled_back_to_its_size_is_said(tmp_path):
+    """ImageScaleBy 0.5, then Extras by 2: the file is the size the first pass made, but not the picture its
+    settings make. Alone it was said nothing; beside a save of the picture as made, only that way was said."""
+    back = f"ImageScaleBy by 0.5, then {EXTRAS_2X_SAID}: back to the size it was made at"
+    before = "which is not restored: new images are its picture before that, 768x768"
+    assert _with_extras(tmp_path, _halved("33"), EXTRAS_2X) == [
+        f"it was resized after its pass ({back}), {before}"]  # fmt: skip (was: [])
+    assert _with_extras(tmp_path, _halved("8", "33"), EXTRAS_2X) == [
+        f"it may have been resized after its pass ({EXTRAS_2X_SAID}; or {back}; the graph saves both), {before}"]
+    # (was: "it may have been upscaled after its pass (Extras: …; the graph saves the picture before that too)")
+    # and in the graph alone: ImageScaleBy 0.5, then ImageScaleBy 2
+    graph = _halved()
+    graph["34"] = {"class_type": "ImageScaleBy", "inputs": {"upscale_method": "lanczos", "scale_by": 2,
+                   "image": ["33", 0]}}  # fmt: skip
+    assert _png(tmp_path, "prompt", _saving(graph, "34")).problems == [
+        "it was resized after its pass (ImageScaleBy by 0.5, ImageScaleBy by 2: back to the size it was made at), "
+        f"{before}"]  # fmt: skip

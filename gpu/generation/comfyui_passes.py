@@ -23,6 +23,7 @@ from typing import Any, NamedTuple
 
 from gpu.generation.extras_upscale import ExtrasUpscale
 from gpu.generation.passes_said import (
+    BACK_TO_ITS_SIZE,
     GROWN,
     NOT_TOLD,
     SAME,
@@ -290,18 +291,23 @@ def _resized_ways(graph: Graph, ways: list[list[str]], before: tuple[int, int] |
     """The ``ways`` (``_saved_ways``; none: the picture saved as it is) that resized the picture of the last pass
     (of ``before`` pixels, where known), each then upscaled in A1111's Extras tab (``extras``, where the file says
     so), each in words with how the picture it made compares with that one, each said once; and whether one changed
-    nothing the graph tells (none, a scale to its own size): the file may be that picture too."""
+    nothing the graph tells (none, a scale to its own size): the file may be that picture too. One whose resizes
+    gave the picture back its size (ImageScaleBy 0.5, then an Extras upscale by 2) is said, "back to" that size: the
+    file is not the picture the settings make."""
     resized, unchanged = [], False
     for way in ways or [[]]:
-        size = SAME
+        size, moved = SAME, False
         for node in way:
             size = _resized(graph, node, size, before)
+            moved = moved or size != SAME
         what = _resizes_said(graph, way)
         if extras is not None:
             what, size = extras.after(what, size, before)
-        if size == SAME:
+        if size == SAME and not moved:
             unchanged = True
-        elif all(what != other.what for other in resized):
+            continue
+        what += BACK_TO_ITS_SIZE if size == SAME else ""
+        if all(what != other.what for other in resized):
             resized.append(Resized(what, pass_size(*size)))
     return resized, unchanged
 

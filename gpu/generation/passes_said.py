@@ -177,6 +177,11 @@ def _listed(named: list[Named]) -> str:
     return ", ".join(n.text for n in named[:-1]) + " and " + named[-1].text if len(named) > 1 else named[0].text
 
 
+# After the ways a picture was resized that gave it back its size (ImageScaleBy 0.5, then an Extras upscale by 2): the
+# file is of the size its pass made, but not the picture its settings make
+BACK_TO_ITS_SIZE = ": back to the size it was made at"
+
+
 class Resized(NamedTuple):
     """One way the picture of the last pass was resized before it became the file: ``what`` did it, in words
     (ComfyUI's upscale model and image scale nodes before a save; A1111's Extras upscale), and ``size``, how the
