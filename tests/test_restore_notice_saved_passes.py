@@ -1,6 +1,7 @@
 """The restore notice of ComfyUI graphs as review f84 found them: a graph that saves the picture of a pass between
-the first and the last said every pass as sure; a picture resized then upscaled back to its size (in the graph,
-then in A1111/Forge's Extras tab) said as if saved as it was made, or not at all."""
+the first and the last said every pass as sure; an Efficiency Nodes KSampler's HighRes-Fix Script not said at all;
+a picture resized then upscaled back to its size (in the graph, then in A1111/Forge's Extras tab) said as if saved
+as it was made, or not at all."""
 
 from __future__ import annotations
 
@@ -58,6 +59,70 @@ def test_a_graph_that_saves_a_pass_between_the_first_and_the_last_says_what_came
         f"{DETAILED} is not restored; it may have had {UPSCALED} after that, which is not restored either (the graph "
         f"saves the picture before it too): {FIRST}", f"it was upscaled after the graph saved it ({EXTRAS_2X_SAID}), "
         "which is not restored"]  # fmt: skip
+
+
+def _efficient(script: dict[str, Any]) -> dict[str, Any]:
+    """``HIRES``'s first pass made by Efficiency Nodes' KSampler (Efficient) (node 3) with ``script`` (node 40) on
+    its ``script`` input, the picture it gives (output 5) saved."""
+    graph = {k: v for k, v in HIRES.items() if k not in ("8", "10", "11")}
+    graph["3"] = {"class_type": "KSampler (Efficient)", "inputs": {
+        **HIRES["3"]["inputs"], "preview_method": "auto", "vae_decode": "true", "optional_vae": ["16", 2],
+        "script": ["40", 0]}}  # fmt: skip
+    graph["40"] = script
+    graph["9"] = {"class_type": "SaveImage", "inputs": {"filename_prefix": "ComfyUI", "images": ["3", 5]}}
+    return graph
+
+
+def _hires_script(upscale_type: str, upscale_by: float, iterations: int = 1) -> dict[str, Any]:
+    """Efficiency Nodes' HighRes-Fix Script node, with its inputs as ComfyUI's ``prompt`` graph holds them."""
+    return {"class_type": "HighRes-Fix Script", "inputs": {
+        "upscale_type": upscale_type, "hires_ckpt_name": "(use same)", "latent_upscaler": "nearest-exact",
+        "pixel_upscaler": "4x-UltraSharp.pth", "upscale_by": upscale_by, "use_same_seed": True, "seed": -1,
+        "hires_steps": 12, "denoise": 0.56, "iterations": iterations, "use_controlnet": False,
+        "control_net_name": "control_v11p_sd15_canny.pth", "strength": 1, "preprocessor": "CannyEdgePreprocessor",
+        "preprocessor_imgs": False}}  # fmt: skip
+
+
+def test_an_efficiency_nodes_highres_fix_script_is_said_as_a_hires_fix(tmp_path):
+    """KSampler (Efficient) samples again at a larger size where a HighRes-Fix Script is on its ``script`` input:
+    restored without a word, the settings looked complete and made a smaller, other picture."""
+    found = _png(tmp_path, "prompt", _efficient(_hires_script("latent", 1.5)))
+    assert found.settings["steps"] == 12 and found.problems == [
+        "its hires fix (HighRes-Fix Script node 40 by 1.5 with nearest-exact at denoise 0.56: a second pass at a "
+        f"larger size) is not restored: {FIRST}"]  # fmt: skip (was: [])
+    assert _png(tmp_path, "prompt", _efficient(_hires_script("latent", 1.5, 2))).problems == [
+        "its hires fix (HighRes-Fix Script node 40 by 1.5 with nearest-exact at denoise 0.56: 2 more passes up to a "
+        f"larger size) is not restored: {FIRST}"]  # fmt: skip
+    # "both": an upscale model's picture scaled by upscale_by / 4: the size is the model's factor's, not said
+    assert _png(tmp_path, "prompt", _efficient(_hires_script("both", 1.5))).problems == [
+        "its second pass (HighRes-Fix Script node 40 by 1.5 with 4x-UltraSharp.pth at denoise 0.56: its size beside "
+        f"the first pass's not known) is not restored: {FIRST}"]  # fmt: skip
+    # its factor given by a node not read: no size claimed
+    linked = _efficient(_hires_script("latent", 1.5))
+    linked["40"]["inputs"]["upscale_by"] = ["99", 0]
+    assert _png(tmp_path, "prompt", linked).problems == [
+        "its second pass (HighRes-Fix Script node 40 with nearest-exact at denoise 0.56: its size beside the first "
+        f"pass's not known) is not restored: {FIRST}"]  # fmt: skip
+    # through another script node on the way (Noise Control Script's), and with a detailer of its picture after it
+    graph = _efficient({"class_type": "Noise Control Script", "inputs": {"rng_source": "cpu", "cfg_denoiser": False,
+                        "add_seed_noise": False, "seed": 0, "weight": 0.015, "script": ["41", 0]}})  # fmt: skip
+    graph["41"] = _hires_script("latent", 1.5)
+    graph["31"] = {"class_type": "FaceDetailer", "inputs": {**FACE["inputs"], "image": ["3", 5],
+                   "bbox_detector": ["16", 0]}}  # fmt: skip
+    graph["9"]["inputs"]["images"] = ["31", 0]
+    assert _png(tmp_path, "prompt", graph).problems == [
+        "its hires fix (HighRes-Fix Script node 41 by 1.5 with nearest-exact at denoise 0.56: a second pass at a "
+        f"larger size) and its detailer pass (FaceDetailer node 31 at denoise 0.5) are not restored: {FIRST}"]
+    # no iterations: no pass
+    assert _png(tmp_path, "prompt", _efficient(_hires_script("latent", 1.5, 0))).problems == []
+    # an untrusted file's numbers, too large for a float, and scripts whose links loop: said, never raised
+    for kind in ("latent", "both"):
+        huge = _png(tmp_path, "prompt", _efficient(_hires_script(kind, 10**400, 10**400))).problems
+        assert huge[0].startswith(f"its hires fix (HighRes-Fix Script node 40 by {10**400} with") and huge[0].endswith(
+            f"0.56: {10**400} more passes up to a larger size) is not restored: {FIRST}")  # fmt: skip
+    looped = _efficient({"class_type": "Noise Control Script", "inputs": {"script": ["41", 0]}})
+    looped["41"] = {"class_type": "Tiled Upscaler Script", "inputs": {"script": ["40", 0]}}
+    assert _png(tmp_path, "prompt", looped).problems == []
 
 
 def _halved(*savers: str) -> dict[str, Any]:

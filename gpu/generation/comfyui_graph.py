@@ -18,7 +18,7 @@ from typing import Any
 from gpu.errors import named_few
 from gpu.generation.comfyui_passes import Graph, first_pass, passes_not_made
 from gpu.generation.comfyui_passes import empty_latent_kind as _empty_latent_kind
-from gpu.generation.comfyui_passes import node_id as _node_id
+from gpu.generation.comfyui_values import node_id as _node_id
 from gpu.generation.extras_upscale import ExtrasUpscale
 from gpu.library import snapshot_repo_name
 from gpu.lora.refs import file_stem, finite, lora_ref, lora_stem

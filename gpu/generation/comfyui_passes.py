@@ -3,10 +3,10 @@ pass, whose settings ``comfyui_graph.read_graph`` reads, and what the graph did 
 makes, said (``passes_said``): a hires fix (a second sampler fed the first's latent through an upscale: the image is
 larger than the first pass, and not the picture the settings make), a later pass at the same size (a refiner's; or
 after a resize the graph does not say enlarged: a scale of 1, a downscale), a custom node that samples the picture
-again in one node (an Ultimate SD Upscale, a detailer: ``one_node_pass``), a first pass that started from a loaded
-picture (img2img). Restored without a word, the settings looked complete and made another picture. Where the graph
-saves the picture of a pass before the last too, the file may be that one: the passes after it are said as ones it
-may have had.
+again in one node (an Ultimate SD Upscale, a detailer: ``one_node_pass``), a sampler's own hires fix (Efficiency
+Nodes' HighRes-Fix Script: ``comfyui_scripts``), a first pass that started from a loaded picture (img2img). Restored
+without a word, the settings looked complete and made another picture. Where the graph saves the picture of a pass
+before the last too, the file may be that one: the passes after it are said as ones it may have had.
 
 A pass is found by walking up from a sampler's ``latent_image`` (a one-node pass's picture) through any node's links
 (a latent upscale; or a decode, an image upscale and an encode again) to the pass that made that latent. The graph
@@ -21,6 +21,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+from gpu.generation.comfyui_scripts import (
+    hires_script,
+    is_hires_script,
+    picture_of,
+    script_passes,
+    script_said,
+    script_size,
+)
+from gpu.generation.comfyui_values import node_id
+from gpu.generation.comfyui_values import shown as _shown
 from gpu.generation.extras_upscale import ExtrasUpscale
 from gpu.generation.passes_said import (
     BACK_TO_ITS_SIZE,
@@ -57,11 +67,6 @@ _DETAILER = re.compile(r"Detailer")  # of those, the detailers: the parts they f
 _PICTURE_INPUTS = ("image", "pixels")  # the inputs a one-node pass takes its picture by
 
 
-def node_id(value: Any) -> str | None:
-    """The node a link ``[id, slot]`` points to, or None when ``value`` is a literal."""
-    return str(value[0]) if isinstance(value, list) and len(value) == 2 and isinstance(value[1], int) else None
-
-
 def one_node_pass(kind: str, inputs: dict[str, Any]) -> bool:
     """Whether a node of class ``kind`` with ``inputs`` samples a picture it is given again, in one node: it takes a
     picture by a link, and its class names such a node (``_ONE_NODE_PASS``) or it takes what a sampler takes, a
@@ -79,12 +84,6 @@ def one_node_pass(kind: str, inputs: dict[str, Any]) -> bool:
 def empty_latent_kind(kind: str) -> bool:
     """Whether a node of class ``kind`` makes a new, empty latent (EmptyLatentImage, EmptySD3LatentImage...)."""
     return kind.startswith("Empty") and "Latent" in kind
-
-
-def _shown(number: float) -> str:
-    """A number of the graph as the user typed it ("0.5", "1152"); an integer as it is (one too large for a float,
-    as an untrusted file may hold, made :g raise)."""
-    return f"{number:g}" if isinstance(number, float) else str(number)
 
 
 @dataclass(frozen=True)
@@ -277,12 +276,14 @@ def _saved_ways(graph: Graph, later: list[tuple[str, str, list[str]]], first: st
     sure = len(later)
     for saver in savers:
         came_from, passes = graph.walk_up(saver, by=("images",))
-        if order[-1] in passes:
-            way = [node for node in _on_the_way(came_from, order[-1]) if graph.resizing(node) is not None]
+        pictures = [picture_of(graph, made) for made in passes]  # a sampler's picture: its hires script's
+        if order[-1] in pictures:
+            way = [node for node in _on_the_way(came_from, passes[pictures.index(order[-1])])
+                   if graph.resizing(node) is not None]  # fmt: skip
             if way not in ways:
                 ways.append(way)
-        if len(passes) == 1 and passes[0] in order:  # not beside another pass's picture (an image batch)
-            sure = min(sure, order.index(passes[0]))
+        if len(pictures) == 1 and pictures[0] in order:  # not beside another pass's picture (an image batch)
+            sure = min(sure, order.index(pictures[0]))
     return ways, sure
 
 
@@ -338,7 +339,7 @@ def _named(graph: Graph, later: list[tuple[str, str, list[str]]], sizes: list[Si
     is said where a resize before it changed it (an upscale model's picture detailed), not where it is a hires
     fix's before it. Named apart: the first ``sure`` passes, which the file surely had, and the rest, which it may
     not have (never said together)."""
-    runs: list[tuple[bool, list[tuple[str, Size]], list[PassSize]]] = []  # (detailers?, passes, resized sizes)
+    runs: list[tuple[bool, list[tuple[str, Size, int]], list[PassSize]]] = []  # (detailers?, passes, resized sizes)
     size_of = dict(zip((sampler for sampler, _made, _between in later), sizes, strict=True))
     sure_runs = 0
     for number, ((sampler, made, between), size) in enumerate(zip(later, sizes, strict=True)):
@@ -347,17 +348,19 @@ def _named(graph: Graph, later: list[tuple[str, str, list[str]]], sizes: list[Si
             sure_runs = len(runs)
         if not runs or runs[-1][0] != detailer or number == sure:
             runs.append((detailer, [], []))
-        runs[-1][1].append((_pass(graph, sampler, between), size))
+        count = script_passes(graph, sampler) if is_hires_script(graph, sampler) else 1
+        runs[-1][1].append((_pass(graph, sampler, between), size, count))
         if detailer and size != size_of.get(made, SAME):  # a resize before it changed its picture
             runs[-1][2].append(pass_size(*size))
     named, met = [], set()
     for detailer, passes, resized in runs:
-        what, again = "; ".join(said for said, _size in passes), detailer in met
+        what, again = "; ".join(said for said, _size, _count in passes), detailer in met
+        count = sum(count for _said, _size, count in passes)
         met.add(detailer)
         if detailer:
-            named.append(detailer_passes(what, len(passes), passes_size(resized) if resized else None, again))
+            named.append(detailer_passes(what, count, passes_size(resized) if resized else None, again))
         else:
-            named.append(later_passes(what, passes_size(pass_size(*size) for _said, size in passes), len(passes),
+            named.append(later_passes(what, passes_size(pass_size(*size) for _said, size, _count in passes), count,
                                       again))  # fmt: skip
     sure_runs = sure_runs if sure < len(later) else len(runs)
     return named[:sure_runs], named[sure_runs:]
@@ -365,23 +368,32 @@ def _named(graph: Graph, later: list[tuple[str, str, list[str]]], sizes: list[Si
 
 def _later_passes(graph: Graph, samplers: list[str], first: str) -> list[tuple[str, str, list[str]]]:
     """The passes after ``first``, in the order they ran: each sampler of ``samplers`` fed the latent of ``first``,
-    or of a pass after it, with that pass and the nodes on the way from it, in the order they ran."""
+    or of a pass after it, with the pass whose picture that is (``picture_of``: a sampler's HighRes-Fix Script's,
+    said as a pass of its own after the sampler, ``hires_script``) and the nodes on the way from it, in the order
+    they ran."""
     walks = {sampler: graph.walk_up(sampler) for sampler in samplers if sampler != first}
     done, later = {first}, []
+    if (script := hires_script(graph, first)) is not None:
+        later.append((script, first, []))
     while True:
         fed = next(((sampler, came_from, made) for sampler, (came_from, met) in walks.items() if sampler not in done
                     and (made := next((m for m in met if m in done), None)) is not None), None)  # fmt: skip
         if fed is None:
             return later
         sampler, came_from, made = fed
-        later.append((sampler, made, _on_the_way(came_from, made)))  # from the node after ``made`` to ``sampler``
+        # from the node after ``made`` to ``sampler``
+        later.append((sampler, picture_of(graph, made), _on_the_way(came_from, made)))
         done.add(sampler)
+        if graph.is_sampler(sampler) and (script := hires_script(graph, sampler)) is not None:
+            later.append((script, sampler, []))
 
 
 def _pass(graph: Graph, sampler: str, between: list[str]) -> str:
     """A later pass in words: its resizes, then its sampler ("LatentUpscale to 1152x1152, then KSampler node 11 at
     denoise 0.5"); a one-node pass with the size it makes ("UltimateSDUpscale node 31 by 2 with 4x-UltraSharp.pth at
-    denoise 0.2")."""
+    denoise 0.2"); a HighRes-Fix Script as ``script_said`` says it."""
+    if is_hires_script(graph, sampler):
+        return script_said(graph, sampler)
     resizes = [said for node in between if (said := graph.resize(node))]
     own = graph.resizing(sampler) if graph.one_node_pass(sampler) else None
     made = (f"{graph.kinds.get(sampler, '')} node {sampler}{_resize_words(own) if own else ''}"
@@ -401,6 +413,8 @@ def _sizes(graph: Graph, later: list[tuple[str, str, list[str]]], first: str, di
         size = sizes.get(made, SAME)
         for node in [*between, *([sampler] if graph.one_node_pass(sampler) else [])]:
             size = _resized(graph, node, size, dims)
+        if is_hires_script(graph, sampler):
+            size = script_size(graph, sampler, size)
         sizes[sampler] = size
     return [sizes[sampler] for sampler, _made, _between in later]
 
