@@ -156,6 +156,26 @@ def held(real, until, on_qt_thread: list[str] | None = None):
     return call
 
 
+def stat_held_under(monkeypatch, folder: Path):
+    """The stat of everything under ``folder`` held till the returned ``threading.Event`` is set (``held``), as on a
+    drive that sleeps or a share that hangs there -> (that event, the calls made on the window's thread: each a
+    freeze of the window there)."""
+    import os
+    import threading
+
+    release, on_gui = threading.Event(), []
+    stat = os.stat
+    held_stat = held(stat, release, on_gui)
+    top = os.fspath(folder) + os.sep
+
+    def hung_stat(path, *args, **kwargs):
+        under = not isinstance(path, int) and os.fspath(path).startswith(top)
+        return (held_stat if under else stat)(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "stat", hung_stat)
+    return release, on_gui
+
+
 def answer_stop(monkeypatch, answer, seen: list[str]) -> None:
     """Answers every question box ("Stop quantizing?", "Quit Nibble Studio?", Empty trash's) with ``answer`` (a
     ``QMessageBox.StandardButton``: the real box, its button clicked), noting its text."""

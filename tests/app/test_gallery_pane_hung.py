@@ -7,30 +7,10 @@ thread, till the test sets an event; on the window's thread it is not held but n
 
 from __future__ import annotations
 
-import os
-import threading
-from pathlib import Path
-
 from app.data_dir import resolve_data_dir
-from tests.app.gui import gallery_images, held, window_without_engine
+from tests.app.gui import gallery_images, stat_held_under, window_without_engine
 
 WAIT_MS = 30_000  # generous: CI runs the suite on 2 cores in parallel
-
-
-def _hung(monkeypatch, folder: Path) -> tuple[threading.Event, list[str]]:
-    """The stat of everything under ``folder`` held till the event is set (``held``); the calls on the window's
-    thread noted in the list."""
-    release, on_gui = threading.Event(), []
-    stat = os.stat
-    held_stat = held(stat, release, on_gui)
-    top = os.fspath(folder) + os.sep
-
-    def hung_stat(path, *args, **kwargs):
-        under = not isinstance(path, int) and os.fspath(path).startswith(top)
-        return (held_stat if under else stat)(path, *args, **kwargs)
-
-    monkeypatch.setattr(os, "stat", hung_stat)
-    return release, on_gui
 
 
 def test_the_pane_reads_the_selected_image_off_the_windows_thread(qtbot, data_root, monkeypatch):
@@ -39,7 +19,7 @@ def test_the_pane_reads_the_selected_image_off_the_windows_thread(qtbot, data_ro
     window = window_without_engine(qtbot, data)
     panel = window.gallery_panel
     qtbot.waitUntil(lambda: window.controller.gallery.rowCount() == 2, timeout=WAIT_MS)
-    release, on_gui = _hung(monkeypatch, data.images / "d")
+    release, on_gui = stat_held_under(monkeypatch, data.images / "d")
     try:
         panel.select_row(0)
         panel.select_row(1)  # another click before the first was read: only the last one is described
