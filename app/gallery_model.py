@@ -108,8 +108,9 @@ class GalleryModel(QStringListModel):
             image = self.thumbnails.get(path)
             if image is None or not image.isNull():
                 return self._loading if image is None else image
-            # A file that is there but cannot be decoded (truncated, not really a PNG) is no missing file.
-            return self._unreadable if path.exists() else self._missing
+            # A file that is there but cannot be decoded (truncated, not really a PNG) is no missing file. Told by what
+            # the thumbnail's thread found: a look at the disk here, at each paint, froze the window on a dead drive.
+            return self._missing if self.thumbnails.file_gone(path) else self._unreadable
         if role == Qt.ItemDataRole.ToolTipRole:
             return plain_tooltip(prompt_tooltip(record.prompt) or "(no prompt)")
         if role == Qt.ItemDataRole.DisplayRole:

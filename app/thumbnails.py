@@ -151,6 +151,14 @@ class ThumbnailCache(QObject):
         self._ask(key, None)
         return None
 
+    def file_gone(self, path: Path) -> bool:
+        """Whether the thumbnail held of ``path`` found no file there (its state, taken on the pool's thread before
+        the decode, was none): its null image is of a missing file, not of one that cannot be decoded. Known without
+        a look at the disk, so that the grid's painting never waits for a drive that sleeps or a share that hangs;
+        False for none held (not known)."""
+        thumb = self._cache.get(str(path))
+        return thumb is not None and thumb.stamp == _NO_FILE
+
     def recheck(self, path: Path) -> None:
         """The file at ``path`` may have changed (the pane read it, Save as wrote it): its state is taken again on
         the pool, and a thumbnail held of it replaced once the new one is decoded, where it differs. A check or a

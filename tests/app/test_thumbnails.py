@@ -63,3 +63,17 @@ def test_a_request_forgotten_then_dropped_is_kept_when_decoded_again(qtbot, monk
     assert cache.get("b") is not None  # was: None, the decode thrown away, "b" decoded a second time
     assert decoded.count("b") == 1
     cache.stop()
+
+
+def test_a_thumbnail_not_decoded_says_whether_its_file_was_there(qtbot, tmp_path):
+    """The grid draws "missing" or "unreadable" for a thumbnail that could not be decoded by what the decode's
+    thread found (``file_gone``), not by a look at the disk at each paint (a freeze on a drive that sleeps)."""
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot a picture")
+    cache = ThumbnailCache()
+    gone, broken = tmp_path / "gone.png", tmp_path / "broken.png"
+    assert not cache.file_gone(gone)  # none held yet: not known
+    for path in (gone, broken):
+        cache.get(path)
+    qtbot.waitUntil(lambda: cache.get(gone) is not None and cache.get(broken) is not None, timeout=30000)
+    assert cache.get(gone).isNull() and cache.get(broken).isNull()
+    assert cache.file_gone(gone) and not cache.file_gone(broken)
