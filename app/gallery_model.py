@@ -160,10 +160,13 @@ class GalleryModel(QStringListModel):
 
     def mimeData(self, indexes: list[QModelIndex]) -> QMimeData:
         """Dragged out (to a file manager, a browser, an image editor): the PNG files themselves, so the
-        generation settings travel with them."""
+        generation settings travel with them; those of the rows flagged missing left out. Known without a look at
+        the disk: a stat of each dragged file froze the window at the drag's start on a drive that sleeps or a share
+        that hangs. A file deleted by hand since is flagged within seconds (``app.folder_watch``); dragged before,
+        the program it is dropped on says it is not there."""
         mime = QMimeData()
-        paths = [self.path_of(self._rows[i.row()]) for i in indexes if i.isValid() and i.row() < len(self._rows)]
-        mime.setUrls([file_url(p) for p in paths if p.is_file()])  # a name that is not UTF-8 too
+        records = [self._rows[i.row()] for i in indexes if i.isValid() and i.row() < len(self._rows)]
+        mime.setUrls([file_url(self.path_of(r)) for r in records if not r.missing])  # a name not UTF-8 too
         return mime
 
     def path_of(self, record: ImageRecord) -> Path:

@@ -43,3 +43,21 @@ def test_painting_an_unreadable_thumbnail_never_looks_at_the_drive(qtbot, data_r
         assert thumbs[1] is gallery._unreadable and thumbs[0] not in (gallery._unreadable, gallery._missing)
     finally:
         release.set()
+
+
+def test_a_drag_out_of_the_grid_never_looks_at_the_drive(qtbot, data_root, monkeypatch):
+    data = resolve_data_dir(data_root)
+    gallery_images(data, ["a red cat", "a blue dog", "a green owl"])
+    (data.images / "d" / "1.png").unlink()  # deleted by hand before the start: its row flagged missing
+    window = window_without_engine(qtbot, data)
+    gallery = window.controller.gallery
+    qtbot.waitUntil(lambda: gallery.rowCount() == 3, timeout=WAIT_MS)
+    assert [gallery.record(row).missing for row in range(3)] == [False, True, False]
+    release, on_gui = stat_held_under(monkeypatch, data.images)
+    try:
+        urls = gallery.mimeData([gallery.index(row) for row in range(3)]).urls()
+        assert on_gui == []  # was: ["stat", "stat", "stat"], the window frozen till the drive answered
+    finally:
+        release.set()
+    # the files themselves, but for the one flagged missing
+    assert [url.toLocalFile() for url in urls] == [str(data.images / "d" / name) for name in ("2.png", "0.png")]
