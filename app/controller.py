@@ -10,8 +10,6 @@ arrives; committing their rows is the last step, so a crash in between is repair
 
 from __future__ import annotations
 
-import os
-import shutil
 import threading
 from collections.abc import Callable
 from dataclasses import replace
@@ -21,7 +19,7 @@ from typing import Any
 from PySide6.QtCore import QCoreApplication, QEvent, QObject, Signal
 
 from app.data_dir import DataDir
-from app.engine_errors import EngineError, classify
+from app.engine_errors import EngineError
 from app.engine_worker import EngineStatus, EngineThread, Job, quantize_runs
 from app.folder_watch import FolderWatch
 from app.gallery_model import GalleryModel
@@ -31,6 +29,7 @@ from app.history_actions import HistoryActions
 from app.history_model import HistoryModel
 from app.image_copy import ImageCopy
 from app.image_decode import TooLarge
+from app.image_save import ImageSave, images_away_said, put_back
 from app.image_viewer_state import ImageViewerState
 from app.job_queue import JobQueue, unusable_loras_error
 from app.lora_state import LoraState, PickedFiles
@@ -47,19 +46,11 @@ from app.store import ImageRecord
 from app.store_recovery import open_store
 from app.trash_actions import TrashActions
 from app.trash_listing import TrashListing
-from gpu.atomic import atomic_write_with
-from gpu.errors import UserError, named_few
-from gpu.generation.png_metadata import ImageSettings, png_name_problem
+from gpu.errors import named_few
+from gpu.generation.png_metadata import ImageSettings
 from gpu.generation.prompt_length import PromptMeter
 from gpu.generation.request import GenerationRequest
 from gpu.paths import named_path
-
-
-def _put_back(then: str, damaged: bool = False) -> str:
-    """The remedy said for a gallery image whose file, at the place its message names, is missing (``damaged``: or
-    cannot be read): the picture put back there, then ``then`` (what failed, tried again)."""
-    good_copy = " (or replace a damaged file with a good copy)" if damaged else ""
-    return f"Put the picture back at that place{good_copy}, then {then}."
 
 
 class AppController(QObject):
@@ -121,6 +112,7 @@ class AppController(QObject):
         self.folder_watch.said.connect(self.status_message.emit)  # the images folder back
         self.trash = TrashActions(self.gallery, data, self.store.path, self.error.emit, self.status_message.emit)
         self.image_copy = ImageCopy(self.status_message.emit, self._copy_failed, self)
+        self.image_save = ImageSave(data, self.status_message.emit, self.error.emit, self.gallery.file_written, self)
         self.gallery.emptying_progress.connect(self.trash.on_emptying_progress)
         self.gallery.trash_emptied.connect(self.trash.on_trash_emptied)
         self.gallery.judged_again.connect(self.trash.empty_trash)
@@ -219,6 +211,7 @@ class AppController(QObject):
     def shutdown(self) -> None:
         """The window closes: the engine stopped, what it finished committed, the store closed."""
         self.image_copy.finish()  # a Ctrl+C of a moment ago: on the clipboard before the window goes
+        self.image_save.finish()  # a Save as under way: its file written before the process ends
         self.gallery.stop()  # first: queued decodes would keep the CPU from the engine's stop
         self.loras.folder_scan.cancel_scan()  # a folder of LoRAs being read: nothing more added, nor said
         self.loras.hash_search.cancel_search()  # an image's LoRAs looked for by hash: nothing switched on, nor said
@@ -428,45 +421,11 @@ class AppController(QObject):
         returns whether it began."""
         return self.trash.empty_trash(listing)
 
-    def save_image_as(self, record: ImageRecord, target: Path) -> Path | None:
-        """A byte-for-byte copy of the image's PNG (so its generation settings come along) written atomically
-        at ``target``; ``.png`` is added to a name without a suffix, and then a file of that name already there is
-        not replaced (refused); a folder of the name is refused as a folder. An error names the file and the reason."""
-        source = self.gallery.path_of(record)
-        target = Path(target)
-        suffixed = not target.suffix
-        if suffixed:
-            target = target.with_suffix(".png")
-        hint = "Pick another folder, or a name ending in .png."
-        if not source.is_file() and (away := self._images_away()) is not None:
-            problem, hint = away
-        elif not source.is_file():
-            # Named in full: the hint is to put it back there, and no other folder or name would help
-            problem = f"its file {source} is missing"
-            hint = f"{_put_back('save it again')} Its settings can still be reused (Reuse settings)."
-        elif target.is_dir():
-            # Before the suffix's check: its hint (pick that name itself to replace it) was then refused again,
-            # a folder being nothing to replace.
-            problem = f"{target.name} is a folder there, not a file"
-            hint = f"Pick another name, or open the folder {target.name} in the dialog and save into it."
-        elif suffixed and os.path.lexists(target):
-            # The dialog asked before replacing the name it gave, not this one: Qt's own dialog and GTK's add no
-            # suffix, so "portrait" typed beside portrait.png replaced that picture unasked.
-            problem = "a file of that name is already there, and it was left as it is"
-            hint = f"Pick another name, or pick {target.name} itself in the dialog to replace it."
-        else:
-            problem = png_name_problem(target)
-        if not problem:
-            try:
-                written = atomic_write_with(target, lambda tmp: shutil.copyfile(source, tmp))
-                self.gallery.file_written(written)  # saved over a gallery image's file: its row shows it
-                self.status_message.emit(f"The image {source.name} was saved as {written}.")  # else: no sign
-                return written
-            except UserError as exc:  # the write failed (atomic_write_with names the target); nothing was replaced
-                problem, hint = str(exc).removeprefix(f"cannot write {target}: "), exc.hint or hint
-        self.error.emit(EngineError("user", f"The image {source.name} could not be saved as {target}: {problem}.",
-                                    hint))
-        return None
+    def save_image_as(self, record: ImageRecord, target: Path) -> None:
+        """A byte-for-byte copy of the image's PNG (so its generation settings come along) written at ``target`` on a
+        thread (``ImageSave``: a hung share froze the window for the whole copy); ``image_save.ended`` says how it
+        ended, said to the user (an error names the file and the reason)."""
+        self.image_save.save(self.gallery.path_of(record), Path(target))
 
     def copy_image(self, record: ImageRecord) -> None:
         """The image's pixels, for the clipboard (Ctrl+C in the gallery), decoded on a thread (``ImageCopy``:
@@ -481,22 +440,12 @@ class AppController(QObject):
         if isinstance(problem, TooLarge):  # nothing wrong with its file: it goes by its file instead
             problem, remedy = problem.said("copy"), ("Drag the image from the gallery into the other program "
                                                      "instead: that hands over its file, not its pixels.")  # fmt: skip
-        elif not source.is_file() and (away := self._images_away()) is not None:
+        elif not source.is_file() and (away := images_away_said(self.data)) is not None:
             problem, remedy = away
         else:
-            remedy = _put_back("copy it again", damaged=True)
+            remedy = put_back("copy it again", damaged=True)
         self.error.emit(EngineError("user", f"The image {source} could not be copied: {problem}.",
                                     f"The clipboard was left as it was. {remedy}"))
-
-    def _images_away(self) -> tuple[str, str] | None:
-        """Why a gallery image's file cannot be read, where the images folder itself is away (moved, its drive
-        unplugged; ``DataDir.images_away``), as (problem, what to do), in the words of the line above the grid:
-        said as the picture missing, its remedy (put it back at that place) made a new images folder there."""
-        away = self.data.images_away()
-        if away is None:
-            return None
-        said = classify(away)
-        return f"the images folder holding it is away. {said.message.removesuffix('.')}", said.hint
 
     def reuse_settings(self, record: ImageRecord) -> None:
         """The gallery image ``record``'s settings in the prompt panel (``SettingsRestore.reuse_settings``)."""

@@ -246,15 +246,10 @@ class GalleryModel(QStringListModel):
         return record
 
     def file_written(self, path: Path) -> None:
-        """A file was written at ``path`` (Save as): where it is a gallery image's file, its thumbnail is checked
-        again (``ThumbnailCache.recheck``). Told by the path resolved (``relative``), not as the dialog named it: a
-        link to the images folder (a shortcut among the user's pictures, the data folder reached through a link)
-        named no thumbnail held, and the grid showed the old picture until its row was painted again 2 s later."""
-        try:
-            rel = relative(self._data, path)
-        except (ValueError, OSError):  # outside the images folder: no gallery image's file
-            return
-        self.thumbnails.recheck(absolute(self._data, rel))
+        """A gallery image's file was written at ``path``, as the gallery names it (``image_files.gallery_file``;
+        Save as over it): its thumbnail is checked again (``ThumbnailCache.recheck``), without waiting for its row
+        to be painted again 2 s later."""
+        self.thumbnails.recheck(path)
 
     def add_imported(self, records: list[ImageRecord]) -> None:
         """Rows the start-up import just committed (``app.reconcile.FolderImport``), put where they belong while the

@@ -154,6 +154,17 @@ def relative(data: DataDir, path: Path) -> str:
     return path.parent.resolve().joinpath(path.name).relative_to(data.images.resolve()).as_posix()
 
 
+def gallery_file(data: DataDir, path: Path) -> Path | None:
+    """The gallery image's file that ``path`` names, as the gallery names it (``absolute``), None outside the
+    images folder. Told by the path resolved (``relative``), not as a dialog named it: a link to the images folder
+    (a shortcut among the user's pictures, the data folder reached through a link) named no thumbnail held. May
+    look at the disk."""
+    try:
+        return absolute(data, relative(data, path))
+    except (ValueError, OSError):
+        return None
+
+
 def absolute(data: DataDir, rel_path: str) -> Path:
     return data.images / rel_path
 

@@ -156,6 +156,14 @@ def held(real, until, on_qt_thread: list[str] | None = None):
     return call
 
 
+def saved_as(qtbot, controller, record, target: Path) -> Path | None:
+    """Save as of the gallery image ``record`` at ``target`` (``AppController.save_image_as``, on a thread),
+    waited for: the file written, or None where it was refused (said)."""
+    with qtbot.waitSignal(controller.image_save.ended, timeout=30000) as ended:
+        controller.save_image_as(record, target)
+    return ended.args[0].written
+
+
 def stat_held_under(monkeypatch, folder: Path):
     """The stat of everything under ``folder`` held till the returned ``threading.Event`` is set (``held``), as on a
     drive that sleeps or a share that hangs there -> (that event, the calls made on the window's thread: each a

@@ -11,6 +11,7 @@ from PySide6.QtWidgets import QApplication, QWidget
 
 from app.generation_state import RANDOM_SEED_MAX
 from gpu.paths import resources_dir
+from tests.app.gui import saved_as
 
 
 def _generate_one(qtbot, window) -> None:
@@ -62,7 +63,7 @@ def test_tab_moves_out_of_the_prompt_boxes(qtbot, window):
 def test_save_as_says_where_the_image_went(qtbot, window, tmp_path):
     _generate_one(qtbot, window)
     record = window.controller.gallery.record(0)
-    written = window.controller.save_image_as(record, tmp_path / "mine")
+    written = saved_as(qtbot, window.controller, record, tmp_path / "mine")
     assert written == tmp_path / "mine.png" and written.is_file()
     assert window.statusBar().currentMessage() == (f"The image {window.controller.gallery.path_of(record).name} "
                                                    f"was saved as {written}.")

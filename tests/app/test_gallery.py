@@ -14,7 +14,7 @@ from app.data_dir import resolve_data_dir
 from app.image_files import read_image_settings
 from app.store import Store
 from gpu.generation.png_metadata import write_png
-from tests.app.gui import drop_file, open_window, pane_text, trash_listing
+from tests.app.gui import drop_file, open_window, pane_text, saved_as, trash_listing
 
 A1111 = ("a castle on a hill, dramatic sky\nNegative prompt: blurry, lowres\n"
          "Steps: 7, Sampler: Euler a, CFG scale: 5.5, Seed: 1234, Size: 320x192, Model: sdxl")  # fmt: skip
@@ -346,13 +346,14 @@ def test_images_leave_the_gallery_with_their_settings(qtbot, tmp_path, data_root
     record = gallery.record(0)
     source = gallery.path_of(record)
     monkeypatch.setattr("app.widgets.gallery_panel.ask_png_name", lambda *a: str(tmp_path / "keep"))
-    panel.save_button.click()
+    with qtbot.waitSignal(controller.image_save.ended, timeout=30000):  # copied on a thread
+        panel.save_button.click()
     assert (tmp_path / "keep.png").read_bytes() == source.read_bytes()
     # refused, each naming the file and why, and nothing replaced
     (tmp_path / "other.jpg").write_bytes(b"mine")
-    assert controller.save_image_as(record, tmp_path / "other.jpg") is None
+    assert saved_as(qtbot, controller, record, tmp_path / "other.jpg") is None
     assert (tmp_path / "other.jpg").read_bytes() == b"mine"
-    assert controller.save_image_as(record, tmp_path / "keep.png" / "x.png") is None  # a file as the folder
+    assert saved_as(qtbot, controller, record, tmp_path / "keep.png" / "x.png") is None  # a file as the folder
     assert len(errors) == 2 and "only .png keeps" in errors[0].message
     assert str(tmp_path / "keep.png" / "x.png") in errors[1].message
     assert (tmp_path / "keep.png").read_bytes() == source.read_bytes()

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 
 from app.data_dir import resolve_data_dir
-from tests.app.gui import gallery_images, open_window
+from tests.app.gui import gallery_images, open_window, saved_as
 
 WAIT_MS = 30_000  # generous: CI runs the suite on 2 cores in parallel
 
@@ -264,7 +264,7 @@ def test_save_as_and_copy_while_the_images_folder_is_away_say_it_is_away(qtbot, 
     errors: list = []
     controller.error.connect(errors.append)
     record = controller.gallery.record(0)
-    assert controller.save_image_as(record, tmp_path / "kept.png") is None
+    assert saved_as(qtbot, controller, record, tmp_path / "kept.png") is None
     controller.copy_image(record)
     qtbot.waitUntil(lambda: len(errors) == 2, timeout=WAIT_MS)
     away = f"The images folder {data.images} was moved or removed while Nibble Studio ran"

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from app.data_dir import resolve_data_dir
-from tests.app.gui import gallery_images, window_without_engine
+from tests.app.gui import gallery_images, saved_as, window_without_engine
 
 
 def test_saving_an_image_whose_file_is_missing_says_to_put_it_back(qtbot, data_root, tmp_path):
@@ -18,7 +18,7 @@ def test_saving_an_image_whose_file_is_missing_says_to_put_it_back(qtbot, data_r
     source = gallery.path_of(record)
     source.unlink()
 
-    assert controller.save_image_as(record, tmp_path / "out.png") is None
+    assert saved_as(qtbot, controller, record, tmp_path / "out.png") is None
     assert [e.kind for e in errors] == ["user"]
     # was: "Pick another folder, or a name ending in .png."
     assert errors[0].hint == ("Put the picture back at that place, then save it again. Its settings can still be "

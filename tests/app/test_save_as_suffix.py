@@ -9,7 +9,7 @@ from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication, QFileDialog, QLineEdit, QMessageBox
 
 from app.data_dir import resolve_data_dir
-from tests.app.gui import gallery_images, window_without_engine
+from tests.app.gui import gallery_images, saved_as, window_without_engine
 
 
 def _shown(kind: type) -> QFileDialog | QMessageBox | None:
@@ -65,10 +65,11 @@ def test_the_save_dialog_asks_before_replacing_the_png_of_a_name_typed_without_i
     assert mine.read_bytes() == before and saved == []
 
     _type_in_save_dialog(tmp_path, "portrait", QMessageBox.StandardButton.Yes, asked)
-    panel.save_button.click()
+    with qtbot.waitSignal(controller.image_save.ended, timeout=30000):  # copied on a thread
+        panel.save_button.click()
     source = controller.gallery.path_of(controller.gallery.record(0))
     assert len(asked) == 2 and mine.read_bytes() == source.read_bytes()  # the user said to replace it
-    assert saved == [f"The image {source.name} was saved as {mine}."]
+    assert saved == [f"Saving the image {source.name} as {mine}…", f"The image {source.name} was saved as {mine}."]
 
 
 def test_a_name_given_without_png_never_replaces_the_file_of_that_name(qtbot, data_root, tmp_path):
@@ -85,14 +86,14 @@ def test_a_name_given_without_png_never_replaces_the_file_of_that_name(qtbot, da
     mine.write_bytes(b"the user's picture")
     record = controller.gallery.record(0)
 
-    assert controller.save_image_as(record, tmp_path / "portrait") is None  # was: written over, "saved" said
-    assert mine.read_bytes() == b"the user's picture" and saved == []
+    assert saved_as(qtbot, controller, record, tmp_path / "portrait") is None  # was: written over, "saved" said
+    assert mine.read_bytes() == b"the user's picture" and saved == [f"Saving the image 0.png as {mine}…"]
     assert len(errors) == 1 and str(mine) in errors[0].message and "already there" in errors[0].message
     assert "portrait.png itself" in errors[0].hint
 
     # a free name still gets ".png", and the name the dialog gave (asked about) is written
-    assert controller.save_image_as(record, tmp_path / "fox") == tmp_path / "fox.png"
-    assert controller.save_image_as(record, mine) == mine and mine.read_bytes() != b"the user's picture"
+    assert saved_as(qtbot, controller, record, tmp_path / "fox") == tmp_path / "fox.png"
+    assert saved_as(qtbot, controller, record, mine) == mine and mine.read_bytes() != b"the user's picture"
     assert len(errors) == 1
 
 
@@ -110,8 +111,8 @@ def test_a_folder_of_the_name_is_said_to_be_a_folder_with_or_without_png_typed(q
     folder.mkdir()
     record = controller.gallery.record(0)
 
-    assert controller.save_image_as(record, tmp_path / "portrait") is None
-    assert controller.save_image_as(record, folder) is None
+    assert saved_as(qtbot, controller, record, tmp_path / "portrait") is None
+    assert saved_as(qtbot, controller, record, folder) is None
     source = controller.gallery.path_of(record)
     assert [(e.message, e.hint) for e in errors] == 2 * [(
         f"The image {source.name} could not be saved as {folder}: portrait.png is a folder there, not a file.",

@@ -13,7 +13,7 @@ import app.thumbnails
 from app.data_dir import resolve_data_dir
 from app.store import Store
 from gpu.generation.png_metadata import write_png
-from tests.app.gui import pane_text, window_without_engine
+from tests.app.gui import pane_text, saved_as, window_without_engine
 
 RED, GREEN, BLUE = (200, 0, 0), (0, 200, 0), (0, 0, 200)
 
@@ -49,7 +49,7 @@ def test_a_picture_replaced_under_its_name_shows_its_new_thumbnail(qtbot, data_r
     assert "an owl, green" in pane_text(qtbot, panel)
     qtbot.waitUntil(lambda: _colour(gallery, rows["an owl"]) == GREEN, timeout=5000)
     # Save as of the owl over the fox's file (the dialog asked before replacing it): the fox's row shows it.
-    assert window.controller.save_image_as(gallery.record(rows["an owl"]), data.images / "d" / "1.png")
+    assert saved_as(qtbot, window.controller, gallery.record(rows["an owl"]), data.images / "d" / "1.png")
     qtbot.waitUntil(lambda: _colour(gallery, rows["a fox"]) == GREEN, timeout=5000)
     # By hand, never selected: a row painted again a while after its file changed shows the new picture. The
     # file's state is taken off the GUI thread (a stat per painted row there would slow every scroll).
@@ -87,5 +87,5 @@ def test_save_as_over_a_gallery_picture_through_a_link_to_the_images_folder_show
     qtbot.waitUntil(lambda: _colour(gallery, rows["a fox"]) == RED and _colour(gallery, rows["an owl"]) == GREEN)
     shortcut = tmp_path / "pictures"
     shortcut.symlink_to(data.images, target_is_directory=True)
-    assert window.controller.save_image_as(gallery.record(rows["an owl"]), shortcut / "d" / "1.png")
+    assert saved_as(qtbot, window.controller, gallery.record(rows["an owl"]), shortcut / "d" / "1.png")
     qtbot.waitUntil(lambda: _colour(gallery, rows["a fox"]) == GREEN, timeout=5000)
