@@ -30,6 +30,11 @@ class DataDirMoved(OutputError, OSError):
     caller that handles a failed file operation (delete, undo, settings) handles this one."""
 
 
+class ImagesNotReadable(DataDirMoved):
+    """The images folder may not be listed, and may be written (its permissions 300): it is in place, and pictures
+    are saved in it (``images_not_listed``); a file of it not found is not there."""
+
+
 @dataclass(frozen=True)
 class DataDir:
     root: Path
@@ -153,8 +158,9 @@ class DataDir:
         return _remounted(now, self.identity)
 
     def images_away(self) -> DataDirMoved | None:
-        """Why no picture can be saved in the images folder now, as a job refused for it says it; None where one
-        can: it cannot be listed (``images_not_listed``), or it is the empty mount point of an unmounted drive
+        """Why no picture can be saved in the images folder now, as a job refused for it says it, or why it cannot
+        be listed while pictures are saved in it (``ImagesNotReadable``); None where it can be listed, and is in
+        place: it cannot be listed (``images_not_listed``), or it is the empty mount point of an unmounted drive
         (``_images_gone``). Its watch says it on screen while it lasts, and finds no picture gone meanwhile
         (``app.folder_watch``): the mount point listed had every picture of the drive flagged missing."""
         return images_not_listed(self.images) or self._images_gone()
@@ -182,13 +188,28 @@ class DataDir:
 
 
 def images_not_listed(images: Path) -> DataDirMoved | None:
-    """Why the images folder cannot be listed now, as a job refused for it says it (``_images_unreachable``); None
-    where it can (back meanwhile). Its watch says it on screen while it lasts (``app.folder_watch``)."""
+    """Why the images folder cannot be listed now, as a job refused for it says it (``_images_unreachable``), or,
+    where only its reading is refused and it can still be written, that pictures are still saved in it
+    (``_images_not_readable``); None where it can be listed (back meanwhile). Its watch says it on screen while it
+    lasts (``app.folder_watch``)."""
     try:
         with os.scandir(images):
             return None
     except OSError as exc:
+        if exc.errno in (errno.EACCES, errno.EPERM) and os.access(images, os.W_OK | os.X_OK):
+            return _images_not_readable(images, exc)
         return _images_unreachable(images, exc)
+
+
+def _images_not_readable(images: Path, exc: OSError) -> DataDirMoved:
+    """Why the images folder cannot be listed where it may be written all the same (its permissions 300: write and
+    enter, no read): pictures are saved in it, as ``check_in_place`` lets them be; only what is put in it by hand
+    is not seen. It said "so no picture is saved in it" as for a folder gone."""
+    return ImagesNotReadable(
+        f"The images folder {images} cannot be listed ({exc.strerror or exc}): new pictures are still saved in it, "
+        "but pictures put in it by hand are not found, and none is flagged missing, until it can be read.",
+        "Give Nibble Studio permission to read that folder (its owner can, for example with chmod u+r).",
+    )
 
 
 def _images_unreachable(images: Path, exc: OSError) -> DataDirMoved:

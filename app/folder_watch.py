@@ -514,6 +514,6 @@ def away_said(data: DataDir, why: EngineError | None) -> str:
     """What the window says while the images folder cannot be listed: why, as a job refused for it says it
     (``DataDir.images_away``), what the app does meanwhile, and what to do."""
     message, hint = (why.message, why.hint) if why is not None else (
-        f"The images folder {data.images} cannot be listed, so no picture is saved in it.", "")
-    return f"{message} Nibble Studio looks for it every {AWAY_MS // 1000} s and watches it again once it is back. " \
-        f"{hint}".strip()  # fmt: skip
+        f"The images folder {data.images} cannot be listed.", "")
+    return f"{message} Nibble Studio looks for it every {AWAY_MS // 1000} s and watches it again once it can be " \
+        f"listed. {hint}".strip()  # fmt: skip

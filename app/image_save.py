@@ -18,7 +18,7 @@ from pathlib import Path
 from PySide6.QtCore import QObject, Signal
 
 from app.background import Lookup, Lookups
-from app.data_dir import DataDir
+from app.data_dir import DataDir, ImagesNotReadable
 from app.engine_errors import EngineError, classify
 from app.image_files import gallery_file
 from gpu.atomic import atomic_write_with
@@ -41,9 +41,10 @@ def put_back(then: str, damaged: bool = False) -> str:
 def images_away_said(data: DataDir) -> tuple[str, str] | None:
     """Why a gallery image's file cannot be read, where the images folder itself is away (moved, its drive
     unplugged; ``DataDir.images_away``), as (problem, what to do), in the words of the line above the grid: said as
-    the picture missing, its remedy (put it back at that place) made a new images folder there. Looks at the disk."""
+    the picture missing, its remedy (put it back at that place) made a new images folder there. A folder only its
+    listing is refused (``ImagesNotReadable``) is in place: a picture not found there is missing. Looks at the disk."""
     away = data.images_away()
-    if away is None:
+    if away is None or isinstance(away, ImagesNotReadable):
         return None
     said = classify(away)
     return f"the images folder holding it is away. {said.message.removesuffix('.')}", said.hint

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 
 from app.data_dir import resolve_data_dir
-from tests.app.gui import gallery_images, open_window, saved_as
+from tests.app.gui import gallery_images, generate_one, open_window, saved_as
 
 WAIT_MS = 30_000  # generous: CI runs the suite on 2 cores in parallel
 
@@ -104,6 +104,35 @@ def test_the_images_folder_gone_is_said_in_the_window_until_it_is_back(qtbot, da
     assert window.statusBar().currentMessage() == (f"The images folder {data.images} is back: watched again, new "
                                                    "pictures are saved in it.")  # fmt: skip
     assert watch.away == ""
+
+
+def test_an_images_folder_that_cannot_be_listed_but_written_says_pictures_are_still_saved(qtbot, data_root,
+                                                                                          monkeypatch):  # fmt: skip
+    """Its permissions 300 (write and enter, no read): the line above the grid said "so no picture is saved in it",
+    while each picture made was saved there. Root reads any folder: its listing is refused through ``os.scandir``
+    alone, as the system refuses it to another user; writing in it goes on as for that user."""
+    window = open_window(qtbot, data_root)
+    controller = window.controller
+    data, watch, line = controller.data, controller.folder_watch, window.gallery_panel.folder_away
+    qtbot.waitUntil(lambda: watch.looks >= 1, timeout=WAIT_MS)
+    scandir = os.scandir
+
+    def refusing_scandir(path="."):
+        if not isinstance(path, int) and Path(path) == data.images:
+            raise OSError(errno.EACCES, os.strerror(errno.EACCES), os.fspath(path))
+        return scandir(path)
+
+    monkeypatch.setattr(os, "scandir", refusing_scandir)
+    (data.images / "elsewhere").mkdir()  # a change: the folder is looked at
+    qtbot.waitUntil(lambda: line.isVisibleTo(window), timeout=WAIT_MS)
+    said = line.text()
+    assert f"The images folder {data.images} cannot be listed ({os.strerror(errno.EACCES)})" in said
+    assert "no picture is saved" not in said and "new pictures are still saved in it" in said
+    assert "permission to read" in said
+    saved = generate_one(qtbot, controller)  # as said: saved there
+    assert (data.images / saved.path).is_file()
+    monkeypatch.undo()
+    qtbot.waitUntil(lambda: not line.isVisibleTo(window), timeout=WAIT_MS)
 
 
 def test_a_backup_copied_back_file_by_file_shows_no_entry_missing_meanwhile(qtbot, data_root):
