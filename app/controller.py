@@ -50,7 +50,6 @@ from gpu.errors import named_few
 from gpu.generation.png_metadata import ImageSettings
 from gpu.generation.prompt_length import PromptMeter
 from gpu.generation.request import GenerationRequest
-from gpu.paths import named_path
 
 
 class AppController(QObject):
@@ -383,7 +382,7 @@ class AppController(QObject):
         readable LoRA is refused and named, and one
         listed already is said (its row is switched on: the pick seemed to do nothing), as the Models panel says of
         a model added again."""
-        self.loras.adds.add([named_path(p) for p in paths], self._lora_files_added)
+        self.loras.adds.add(paths, self._lora_files_added)
 
     def _lora_files_added(self, picked: PickedFiles) -> None:
         """The files of ``add_loras`` read: those refused and those listed already said."""

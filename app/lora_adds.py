@@ -39,10 +39,13 @@ class LoraAdds(QObject):
         """Whether files added are being read (their rows say so, and no job may take them yet)."""
         return self._reads > 0
 
-    def add(self, paths: list[Path], ended: Callable[[PickedFiles], None]) -> None:
-        """``paths`` (``named_path``) added, switched on: a row for each not listed by that name, being read
-        (``LoraState.add_reading``); ``ended`` is given what became of them (``LoraState.take_reads``)."""
+    def add(self, picked: list[str | Path], ended: Callable[[PickedFiles], None]) -> None:
+        """The files ``picked`` added, switched on: a row for each not listed by that name, being read
+        (``LoraState.add_reading``); ``ended`` is given what became of them (``LoraState.take_reads``). Each is
+        only made absolute here: its folder is resolved (``named_path``) on the thread, with its header (a hung
+        share froze the window at that lookup), and its row named by it once read."""
         rows = self.parent()
+        paths = [Path(path).expanduser().absolute() for path in picked]
         reading = rows.add_reading(paths)  # type: ignore[attr-defined]
         self._reads += 1
         # A daemon, as the folder scan: a quit does not wait for the header it reads (it writes nothing); it holds
@@ -53,14 +56,14 @@ class LoraAdds(QObject):
              rows: LoraState) -> None:  # fmt: skip
         """On the thread: each file read (``_read``), handed to the Qt thread (``_ended``). ``rows`` is only held."""
         reads = [_read(path) for path in paths]
-        to_qt_thread(self._ended, paths, reads, reading, ended)
+        to_qt_thread(self._ended, reads, reading, ended)
 
-    def _ended(self, paths: list[Path], reads: list[FileRead], reading: list[LoraEntry | None],
+    def _ended(self, reads: list[FileRead], reading: list[LoraEntry | None],
                ended: Callable[[PickedFiles], None]) -> None:  # fmt: skip
         """On the Qt thread: the rows filled in or refused (``LoraState.take_reads``), said (``ended``); ``read``
         once no read runs."""
         self._reads -= 1
-        ended(self.parent().take_reads(list(zip(paths, reads, reading, strict=True))))  # type: ignore[attr-defined]
+        ended(self.parent().take_reads(list(zip(reads, reading, strict=True))))  # type: ignore[attr-defined]
         if not self.busy:
             self.read.emit()
 
@@ -73,4 +76,4 @@ def _read(path: Path) -> FileRead:
         log.exception("The LoRA file %s could not be read", path)
         problem = (f"it could not be read: an error Nibble Studio did not expect, {type(err).__name__}; the log file "
                    "has the details")  # fmt: skip
-        return FileRead(None, LoraHeader("", problem, problem, kind=UNREADABLE), path)
+        return FileRead(None, LoraHeader("", problem, problem, kind=UNREADABLE), path, path)

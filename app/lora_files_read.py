@@ -67,7 +67,8 @@ class FilesRead:
         found = self._reads.get(path)
         if found is None:
             log.warning("the LoRA file %s was not read before the image's LoRAs were matched", path)
-            return FileRead(None, LoraHeader("", NOT_LOOKED, NOT_LOOKED, kind=UNREADABLE), path.absolute())
+            return FileRead(None, LoraHeader("", NOT_LOOKED, NOT_LOOKED, kind=UNREADABLE), path.absolute(),
+                            path.absolute())  # fmt: skip
         return found
 
 

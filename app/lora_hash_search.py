@@ -32,7 +32,6 @@ from app.lora_reuse import (
     unmatched_hashes,
     wanted_strengths,
 )
-from gpu.paths import named_path
 
 if TYPE_CHECKING:
     from app.lora_state import LoraState
@@ -270,5 +269,5 @@ class LoraHashSearch(QObject):
 
     def _add_usable(self, path: Path, files: FilesRead) -> LoraEntry | str:
         """``add_files`` of ``path``, off, as ``files`` read it: its row, or why it was refused."""
-        added, refused, _listed = self._rows.take_reads([(named_path(path), files.read(path), None)], enabled=False)
+        added, refused, _listed = self._rows.take_reads([(files.read(path), None)], enabled=False)
         return added[0] if added else refused[0]

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
 from gpu.lora.metadata import file_stamp
+from gpu.paths import named_path
 from gpu.paths import resolved as resolve_path
 
 if TYPE_CHECKING:
@@ -85,14 +86,16 @@ def _kind(err: Exception) -> str:
 
 class FileRead(NamedTuple):
     """A file's stamp (``read_stamp``) and its header (``read_header``), taken in that order: a change in
-    between is seen at the next look (``LoraState.refresh``), never taken for the version read; and the file it is
-    (its path resolved: ``LoraEntry.resolved``)."""
+    between is seen at the next look (``LoraState.refresh``), never taken for the version read; the file it is
+    (its path resolved: ``LoraEntry.resolved``); and the path its row is named by (``named_path``: its folders
+    resolved, its own name kept), looked up with the rest, off the window's thread where the file is read there."""
 
     stamp: tuple[int, int] | None
     header: LoraHeader
     resolved: Path
+    named: Path
 
 
 def read_file(path: Path) -> FileRead:
-    """``path``'s stamp, then its header, and the path resolved (``FileRead``)."""
-    return FileRead(read_stamp(path), read_header(path), resolve_path(path))
+    """``path``'s stamp, then its header, the path resolved, and named (``FileRead``)."""
+    return FileRead(read_stamp(path), read_header(path), resolve_path(path), named_path(path))

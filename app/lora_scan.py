@@ -17,7 +17,6 @@ from app.lora_header import NOT_LORA, UNREADABLE, UNUSABLE, FileRead, read_file
 from app.wording import counted, were
 from gpu.errors import named_few
 from gpu.lora.folder import MAX_DEPTH, FolderListing, list_lora_files
-from gpu.paths import named_path
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +46,8 @@ def read_folder(scan: FolderScan, progress: Callable[[int, int], None]) -> None:
             if scan.cancel.is_set():
                 return
             progress(len(scan.reads), len(listing.files))
-            scan.reads.append((named_path(path), read_file(path)))
+            read = read_file(path)
+            scan.reads.append((read.named, read))
     except OSError as exc:  # the folder itself cannot be listed (its files' errors are in their headers)
         scan.error = exc.with_traceback(None)  # its frames hold the scan and the state: a reference cycle
     except Exception as exc:

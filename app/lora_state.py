@@ -94,18 +94,17 @@ class LoraState(QObject):
                 or any(e.reading and e.enabled for e in self.entries))  # fmt: skip
 
     def add_file(self, path: str | Path, enabled: bool = False, strength: float = 1.0) -> LoraEntry:
-        entry = self._add(path, enabled, strength)
+        entry = self._add(enabled, strength, read_file(Path(path)))
         self._listed_anew()
         return entry
 
-    def _add(self, path: str | Path, enabled: bool, strength: float, read: FileRead | None = None) -> LoraEntry:
+    def _add(self, enabled: bool, strength: float, read: FileRead) -> LoraEntry:
         """``add_file`` without the signal: each ``changed`` rebuilds the panel's rows, so adding one by one
         made a folder of 150 LoRAs freeze the window for most of a minute (150 rebuilds of up to 150 rows).
-        ``read``: ``read_file(path)`` when the caller has read it already. A file listed already (by any path to
-        it: a link, a relative path) is that row."""
-        path = named_path(path)
-        listed = self._row_of(resolve_path(path) if read is None else read.resolved)
-        return listed or self._append(path, enabled, strength, read or read_file(path))
+        ``read``: the file as read (``read_file``: on a thread, where the caller reads it there; nothing of the file
+        is looked at here, its folder's lookup included). A file listed already (by any path to it: a link, a
+        relative path) is that row."""
+        return self._row_of(read.resolved) or self._append(enabled, strength, read)
 
     def _listed_anew(self) -> None:
         """Rows added or removed: each row's name told apart from the others' of that name (``_tell_apart``), then
@@ -123,13 +122,14 @@ class LoraState(QObject):
         """The row of the file ``resolved`` (its path resolved), None when it is not listed."""
         return next((e for e in self.entries if e.resolved == resolved), None)
 
-    def _append(self, path: Path, enabled: bool, strength: float, read: FileRead) -> LoraEntry:
-        """A row for ``path`` (``named_path``, its file not listed yet), as ``read``, named by the name it was
-        picked by."""
-        stamp, header, resolved = read
-        entry = LoraEntry(path, path.stem, enabled, fit_strength(strength), header.words, header.info, stamp=stamp,
-                          header_words=header.words, text_encoders=header.text_encoders, problem=header.problem,
-                          missing=header.missing, targets=header.targets, resolved=resolved)  # fmt: skip
+    def _append(self, enabled: bool, strength: float, read: FileRead) -> LoraEntry:
+        """A row for the file ``read`` (not listed yet), as read, named by the name it was picked by
+        (``FileRead.named``)."""
+        path, header = read.named, read.header
+        entry = LoraEntry(path, path.stem, enabled, fit_strength(strength), header.words, header.info,
+                          stamp=read.stamp, header_words=header.words, text_encoders=header.text_encoders,
+                          problem=header.problem, missing=header.missing, targets=header.targets,
+                          resolved=read.resolved)  # fmt: skip
         self._judge(entry)
         self.entries.append(entry)
         return entry
@@ -180,15 +180,15 @@ class LoraState(QObject):
         switched off: it kept the old file's info, on, as if it were fine. The name's suffix is not asked for: the
         header says what the file is (``.SafeTensors`` is one too). Read here, on this thread: "Add LoRA…" reads
         them on a thread of its own (``LoraAdds``, ``add_reading`` and ``take_reads``)."""
-        return self.take_reads([(p, read_file(p), None) for p in map(named_path, paths)], enabled)
+        return self.take_reads([(read_file(Path(path)), None) for path in paths], enabled)
 
     def add_reading(self, paths: list[Path]) -> list[LoraEntry | None]:
-        """A row for each of ``paths`` (``named_path``) not listed by that name, switched on, saying its file is
-        being read (``LoraEntry.reading``: no job takes it); None for the others (their row is known once read). A
-        file picked again while an earlier pick still reads it is that pick's row, switched on (a pick of a listed
-        row switches it on): with a row of its own, or None, the read that ended first added a second row for it,
-        and the other then took out the row the user had set meanwhile (``take_reads``: each read fills it, the
-        first to end)."""
+        """A row for each of ``paths`` (absolute, as picked: ``LoraAdds.add``) not listed by that name, switched on,
+        saying its file is being read (``LoraEntry.reading``: no job takes it); None for the others (their row is
+        known once read). A file picked again while an earlier pick still reads it is that pick's row, switched on
+        (a pick of a listed row switches it on): with a row of its own, or None, the read that ended first added a
+        second row for it, and the other then took out the row the user had set meanwhile (``take_reads``: each
+        read fills it, the first to end)."""
         rows: list[LoraEntry | None] = []
         for path in paths:
             listed = next((e for e in self.entries if e.path == path), None)
@@ -202,13 +202,13 @@ class LoraState(QObject):
         self._listed_anew()
         return rows
 
-    def take_reads(self, reads: list[tuple[Path, FileRead, LoraEntry | None]], enabled: bool = True) -> PickedFiles:
-        """``add_files`` of the files of ``reads`` (each ``named_path``, as read, and its row being read by
-        ``add_reading``, or None): a row being read filled in where its file is a LoRA not listed by another row,
-        else taken out (removed by the user meanwhile: nothing added)."""
+    def take_reads(self, reads: list[tuple[FileRead, LoraEntry | None]], enabled: bool = True) -> PickedFiles:
+        """``add_files`` of the files of ``reads`` (each as read, and its row being read by ``add_reading``, or
+        None): a row being read filled in where its file is a LoRA not listed by another row, else taken out
+        (removed by the user meanwhile: nothing added)."""
         picked = PickedFiles([], [], [])
         listed = {id(e) for e in self.entries if not e.reading}
-        for path, read, reading in reads:
+        for read, reading in reads:
             if reading is not None:
                 if not reading.reading or all(e is not reading for e in self.entries):
                     continue  # filled in by another read of its file (picked again), or removed while it was read
@@ -219,14 +219,14 @@ class LoraState(QObject):
                 # refused, or listed by another path to it (that row is the one switched on): its own row goes
                 self.entries = [e for e in self.entries if e is not reading]
             if read.header.problem:
-                refused = f"{path} is not a LoRA that can be used: {read.header.problem}."
+                refused = f"{read.named} is not a LoRA that can be used: {read.header.problem}."
                 row = self._row_of(read.resolved)
                 if row is not None:
                     self.show_refused(row, read)
                     refused += " Its row in the LoRA panel now says why, and is switched off."
                 picked.refused.append(refused)
                 continue
-            entry = self._add(path, enabled, 1.0, read)
+            entry = self._add(enabled, 1.0, read)
             picked.added.append(entry)
             if id(entry) in listed:
                 picked.listed.append(entry)
@@ -235,14 +235,14 @@ class LoraState(QObject):
                 self._read_into(entry, read.stamp, read.header)
                 if enabled:
                     self.set_enabled(entry, True)
-        if picked.added or any(reading is not None for _path, _read, reading in reads):
+        if picked.added or any(reading is not None for _read, reading in reads):
             self._listed_anew()
         return picked
 
     def _filled(self, row: LoraEntry, read: FileRead) -> None:
         """``row``, being read, as its file reads (``read``), where it is: as the user set it meanwhile (on or off,
-        strengths)."""
-        row.reading, row.resolved = False, read.resolved
+        strengths); named by its folder resolved (``FileRead.named``), as the thread looked it up."""
+        row.reading, row.resolved, row.path = False, read.resolved, read.named
         self._read_into(row, read.stamp, read.header)
 
     def show_refused(self, row: LoraEntry, read: FileRead) -> None:
@@ -259,8 +259,9 @@ class LoraState(QObject):
         Files that are no usable FLUX.1 LoRA are skipped, and logged. Raises ``OSError`` when it cannot be
         listed."""
         folder = Path(folder).expanduser()
-        reads = [(named_path(p), read_file(p)) for p in list_lora_files(folder).files if not leave_out(p)]
-        added = [self._add(p, False, 1.0, read) for p, read in reads if not read.header.problem]
+        reads = [(read.named, read) for read in map(read_file, list_lora_files(folder).files)
+                 if not leave_out(read.named)]  # fmt: skip
+        added = [self._add(False, 1.0, read) for _path, read in reads if not read.header.problem]
         if skipped := skipped_files(reads):
             log.info("LoRA files of %s skipped:\n%s", folder, skipped_details(resolve_path(folder), skipped))
         self._listed_anew()
@@ -271,10 +272,10 @@ class LoraState(QObject):
         scan gives them) not listed yet, one ``changed`` for all; returns them."""
         listed = {e.resolved for e in self.entries}  # looked up in a set: 2,000 rows' in turn took a second
         added = []
-        for path, read in reads:
+        for _path, read in reads:
             if read.resolved not in listed:
                 listed.add(read.resolved)
-                added.append(self._append(path, False, 1.0, read))
+                added.append(self._append(False, 1.0, read))
         if added:
             self._listed_anew()
         return added
@@ -398,7 +399,7 @@ class LoraState(QObject):
                                            f"({s.path[:80]!r}: {exc}); it was left out."))  # fmt: skip
                 continue
             strengths = saved_strengths(s.strength, s.text_strength, s.enabled)
-            entry = self._add(path, s.enabled and not strengths.refused, strengths.strength, read)
+            entry = self._add(s.enabled and not strengths.refused, strengths.strength, read)
             entry.text_strength = strengths.text_strength  # kept while the file cannot be read too
             listed.add(read.resolved)
             if strengths.said:

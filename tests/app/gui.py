@@ -184,6 +184,20 @@ def stat_held_under(monkeypatch, folder: Path):
     return release, on_gui
 
 
+def hung_share(monkeypatch, share: Path, until, on_qt_thread: list[str]) -> None:
+    """``Path.resolve`` of a path in the folder ``share`` held, on a thread of its own, until the ``threading.Event``
+    ``until`` is set, as on a hung network share (its parent folder's lookup, ``named_path``, waits for it); a call
+    on the Qt thread (where it froze the window) is not held, and noted in ``on_qt_thread``."""
+    resolve = Path.resolve
+    slowed = held(resolve, until, on_qt_thread)
+
+    def resolving(path: Path, strict: bool = False) -> Path:
+        inside = path == share or share in path.parents
+        return slowed(path, strict) if inside else resolve(path, strict)
+
+    monkeypatch.setattr(Path, "resolve", resolving)
+
+
 def answer_stop(monkeypatch, answer, seen: list[str]) -> None:
     """Answers every question box ("Stop quantizing?", "Quit Nibble Studio?", Empty trash's) with ``answer`` (a
     ``QMessageBox.StandardButton``: the real box, its button clicked), noting its text."""

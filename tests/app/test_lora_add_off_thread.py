@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import shutil
 import threading
+from pathlib import Path
 
 from PySide6.QtCore import Qt
 
 from app.held_clicks import CHECKING
 from gpu.paths import resources_dir
-from tests.app.gui import held
+from tests.app.gui import held, hung_share
 
 SHIPPED = resources_dir() / "loras" / "monochrome-style.safetensors"
 
@@ -65,3 +66,27 @@ def test_a_file_added_that_is_no_lora_is_refused_once_read_as_before(qtbot, wind
     assert errors[0].hint.endswith("The LoRA list is otherwise unchanged.")
     assert all(e.path != broken for e in controller.loras.entries)
     assert on_gui == []
+
+
+def test_add_lora_of_a_file_on_a_hung_share_looks_up_its_folder_off_the_windows_thread(qtbot, window, tmp_path,
+                                                                                       monkeypatch):  # fmt: skip
+    """The file's folder was resolved (``named_path``) on the window's thread, as it was picked and again as its row
+    was added: on a hung network share the window froze until it answered. Now on the read's thread too; the row
+    is named by its folder resolved all the same."""
+    loras = window.controller.loras
+    share = tmp_path / "share"
+    share.mkdir()
+    style = Path(shutil.copy(SHIPPED, share / "style.safetensors"))
+    release, on_gui = threading.Event(), []
+    hung_share(monkeypatch, share, release, on_gui)
+    try:
+        window.controller.add_loras([style])  # "Add LoRA…"
+        assert on_gui == []  # was: ["resolve"], the window frozen until the share answered
+        (row,) = [e for e in loras.entries if e.reading]
+        assert row.enabled and row.info == "Reading the file…"
+    finally:
+        release.set()
+    qtbot.waitUntil(lambda: not loras.adds.busy, timeout=30000)
+    assert on_gui == [] and not row.reading and row.info.startswith("diffusers/PEFT")
+    assert row.path == style and row.resolved == style.resolve()
+

@@ -17,7 +17,7 @@ from PySide6.QtCore import Qt
 from app.held_clicks import CHECKING
 from gpu.generation.png_metadata import write_png
 from gpu.paths import resources_dir
-from tests.app.gui import drop_file, held, loras_restored
+from tests.app.gui import drop_file, held, hung_share, loras_restored
 
 SHIPPED = resources_dir() / "loras" / "monochrome-style.safetensors"
 
@@ -75,6 +75,29 @@ def test_a_restore_reads_the_lora_files_off_the_windows_thread(qtbot, bare_windo
     (row_c,) = [e for e in controller.loras.entries if e.path == c]
     assert controller.loras.requests() == [(str(a), 0.7), (str(b), 0.5), (str(c), 0.3)]
     assert not row_a_twin.enabled and row_a.enabled and row_b.enabled and row_c.enabled
+
+
+def test_a_restore_adding_a_file_on_a_hung_share_looks_up_its_folder_off_the_windows_thread(qtbot, bare_window,
+                                                                                             tmp_path,
+                                                                                             monkeypatch):  # fmt: skip
+    """An image's LoRA file not listed is added once read: its folder was resolved (``named_path``) then, on the
+    window's thread, which a hung network share froze. Now on the restore's thread, with the rest of the file."""
+    controller = bare_window.controller
+    share = tmp_path / "share"
+    share.mkdir()
+    style = Path(shutil.copy(SHIPPED, share / "style.safetensors"))
+    png = _our_png(tmp_path / "made.png", [{"name": "style", "file": str(style), "strength": 0.7}])
+    release, on_gui = threading.Event(), []
+    hung_share(monkeypatch, share, release, on_gui)
+    try:
+        drop_file(bare_window.prompt_panel, png)
+        assert on_gui == [] and controller.loras.reading
+    finally:
+        release.set()
+    loras_restored(qtbot, controller.loras)
+    assert on_gui == []  # was: ["resolve"], once the file was read
+    assert controller.loras.requests() == [(str(style), 0.7)]
+    assert [e.path for e in controller.loras.entries if e.enabled] == [style]
 
 
 @pytest.mark.parametrize("old_gone", [False, True])
