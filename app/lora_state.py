@@ -197,7 +197,7 @@ class LoraState(QObject):
                 rows.append(listed)
                 continue
             picked = listed is not None or any(r and r.path == path for r in rows)
-            rows.append(None if picked else LoraEntry(path, path.stem, True, info=READING, reading=True))
+            rows.append(None if picked else _being_read(path))
         self.entries += [row for row in rows if row is not None and all(row is not e for e in self.entries)]
         self._listed_anew()
         return rows
@@ -205,10 +205,13 @@ class LoraState(QObject):
     def take_reads(self, reads: list[tuple[FileRead, LoraEntry | None]], enabled: bool = True) -> PickedFiles:
         """``add_files`` of the files of ``reads`` (each as read, and its row being read by ``add_reading``, or
         None): a row being read filled in where its file is a LoRA not listed by another row, else taken out
-        (removed by the user meanwhile: nothing added)."""
+        (removed by the user meanwhile: nothing added). A row being read that gives way to another row of its file
+        (through a link, or added by "Add folder…" meanwhile) hands it what the user set on it meanwhile
+        (``_handed_over``)."""
         picked = PickedFiles([], [], [])
         listed = {id(e) for e in self.entries if not e.reading}
         for read, reading in reads:
+            gave_way = None
             if reading is not None:
                 if not reading.reading or all(e is not reading for e in self.entries):
                     continue  # filled in by another read of its file (picked again), or removed while it was read
@@ -217,7 +220,7 @@ class LoraState(QObject):
                     picked.added.append(reading)
                     continue
                 # refused, or listed by another path to it (that row is the one switched on): its own row goes
-                self.entries = [e for e in self.entries if e is not reading]
+                self.entries, gave_way = [e for e in self.entries if e is not reading], reading
             if read.header.problem:
                 refused = f"{read.named} is not a LoRA that can be used: {read.header.problem}."
                 row = self._row_of(read.resolved)
@@ -235,9 +238,21 @@ class LoraState(QObject):
                 self._read_into(entry, read.stamp, read.header)
                 if enabled:
                     self.set_enabled(entry, True)
+            if gave_way is not None:
+                self._handed_over(gave_way, entry)
         if picked.added or any(reading is not None for _read, reading in reads):
             self._listed_anew()
         return picked
+
+    def _handed_over(self, reading: LoraEntry, row: LoraEntry) -> None:
+        """What the user set on ``reading`` (a row being read, now gone) while it was read, set on ``row``, the
+        row of its file that stays: the settings it has other than as ``add_reading`` made it (``_being_read``),
+        its being switched off included. The other row's own settings are kept where the user left the pick's
+        alone; the user's were lost."""
+        made = _being_read(reading.path)
+        for name in ("enabled", "strength", "text_strength", "trigger_words"):
+            if getattr(reading, name) != getattr(made, name):
+                self._edit(row, name, getattr(reading, name))
 
     def _filled(self, row: LoraEntry, read: FileRead) -> None:
         """``row``, being read, as its file reads (``read``), where it is: as the user set it meanwhile (on or off,
@@ -451,6 +466,12 @@ class LoraState(QObject):
                 self.add_folder(folder, leave_out=lambda path: example_name(path) in self.removed_examples)
         except OSError:  # the app runs without its examples (a damaged install): said in the log, not a crash
             log.exception("the example LoRAs in %s cannot be listed", folder)
+
+
+def _being_read(path: Path) -> LoraEntry:
+    """The row of a file picked whose header is being read (``LoraState.add_reading``): switched on, at strength 1,
+    saying so."""
+    return LoraEntry(path, path.stem, True, info=READING, reading=True)
 
 
 def _misfit(entry: LoraEntry, judge: ModelJudge) -> str:

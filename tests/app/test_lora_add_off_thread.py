@@ -8,6 +8,7 @@ import shutil
 import threading
 from pathlib import Path
 
+import pytest
 from PySide6.QtCore import Qt
 
 from app.held_clicks import CHECKING
@@ -90,3 +91,52 @@ def test_add_lora_of_a_file_on_a_hung_share_looks_up_its_folder_off_the_windows_
     assert on_gui == [] and not row.reading and row.info.startswith("diffusers/PEFT")
     assert row.path == style and row.resolved == style.resolve()
 
+
+def _adds_held(monkeypatch) -> threading.Event:
+    """``header_summary`` held on the thread of "Add LoRA…" alone (``LoraAdds``) till the event is set; a folder's
+    scan reads its files meanwhile."""
+    import gpu.lora.metadata
+
+    release, real = threading.Event(), gpu.lora.metadata.header_summary
+
+    def summary(path):
+        if threading.current_thread().name == "LoRA add":
+            release.wait(60)
+        return real(path)
+
+    monkeypatch.setattr(gpu.lora.metadata, "header_summary", summary)
+    return release
+
+
+@pytest.mark.parametrize("other", ["link", "folder"])
+def test_a_pick_giving_way_to_the_row_of_its_file_keeps_what_the_user_set_meanwhile(qtbot, window, tmp_path,
+                                                                                    monkeypatch, other):  # fmt: skip
+    """A file picked with "Add LoRA…" is listed by another row once read: the same file through a link, or added
+    by "Add folder…" while the pick was read. The pick's row gives way to that one, which took none of what the
+    user set on the pick's row meanwhile: its strength, on or off. Both are the other row's now."""
+    loras = window.controller.loras
+    folder = tmp_path / "loras"
+    folder.mkdir()
+    style = Path(shutil.copy(SHIPPED, folder / "style.safetensors"))
+    picked = style
+    if other == "link":
+        (listed,) = loras.add_files([style], enabled=False).added
+        picked = tmp_path / "link.safetensors"
+        picked.symlink_to(style)
+    release = _adds_held(monkeypatch)
+    try:
+        window.controller.add_loras([picked])
+        (pick,) = [e for e in loras.entries if e.reading]
+        loras.set_strength(pick, 0.6)  # the user, while it is read
+        loras.set_enabled(pick, other == "link")  # switched off again, where the folder's row is off
+        if other == "folder":
+            window.controller.add_lora_folder(folder)
+            qtbot.waitUntil(lambda: any(e.path == style and not e.reading for e in loras.entries), timeout=30000)
+            (listed,) = [e for e in loras.entries if e.path == style and not e.reading]
+    finally:
+        release.set()
+    qtbot.waitUntil(lambda: not loras.adds.busy, timeout=30000)
+    assert [e for e in loras.entries if e.resolved == style.resolve()] == [listed]  # the pick's row gone
+    # was: the other row at strength 1, switched on
+    assert (listed.strength, listed.enabled) == (0.6, other == "link")
+    assert window.lora_panel.row_for("style").value.text() == "0.60"
