@@ -49,7 +49,8 @@ def read_header(path: Path) -> LoraHeader:
     """Trigger words, info line and problem from the safetensors header alone, read once: why ``path`` is no LoRA
     file the engine could apply, if it is none (gone, unreadable, or no FLUX.1 LoRA: another model's, keys not
     understood; a folder now where the file was), which every job would refuse."""
-    from gpu.errors import UserError
+    from gpu.errors import FileProblem, UserError
+    from gpu.lora.keys import LoraError
     from gpu.lora.metadata import header_summary
 
     try:
@@ -67,7 +68,9 @@ def read_header(path: Path) -> LoraHeader:
     try:
         summary = header_summary(path)
     except UserError as err:
-        problem = str(err).removeprefix(f"{path.name}: ")
+        # the engine's words without the file's name, which the panel says its own way (by its path): as the error
+        # gives them apart, never cut off its message
+        problem = err.problem if isinstance(err, (FileProblem, LoraError)) else str(err)
         return LoraHeader("", problem, problem, kind=_kind(err))
     return LoraHeader(", ".join(summary.words), summary.info, text_encoders=summary.text_encoders,
                       targets=summary.targets)  # fmt: skip

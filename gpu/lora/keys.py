@@ -24,12 +24,22 @@ FORMATS = ("diffusers", "kohya", "bfl", "xlabs")
 class LoraError(UserError):
     """A LoRA file that cannot be used: unreadable, another architecture, unknown keys, wrong shapes. ``family``:
     the model family a LoRA for another model was made for ("" when it is none); ``weights``: False for a file
-    without LoRA weights at all (a checkpoint, a VAE). A folder of LoRAs counts the files it skips by them."""
+    without LoRA weights at all (a checkpoint, a VAE). A folder of LoRAs counts the files it skips by them.
+    ``problem``: the message less the file's name where it only leads it ("NAME: PROBLEM", ``named``), for a caller
+    that names the file its own way (the LoRA panel, by its path); the whole message (the default) where the name
+    is part of its sentence ("NAME is a LoRA for SDXL …")."""
 
-    def __init__(self, message: str, hint: str = "", family: str = "", weights: bool = True) -> None:
+    def __init__(self, message: str, hint: str = "", family: str = "", weights: bool = True,
+                 problem: str = "") -> None:  # fmt: skip
         super().__init__(message, hint)
         self.family = family
         self.weights = weights
+        self.problem = problem or message
+
+    @classmethod
+    def named(cls, label: str, problem: str, hint: str = "") -> LoraError:
+        """The error "LABEL: PROBLEM" of the file named ``label``, its ``problem`` apart."""
+        return cls(f"{label}: {problem}", hint, problem=problem)
 
 
 # -- FLUX.1 module names ---------------------------------------------------------------------------------
@@ -337,14 +347,14 @@ def check_layout(label: str, header: dict[str, Any]) -> LoraLayout:
         )
     text_encoder = sorted(k for k in unknown if _TEXT_ENCODER.match(k))
     if text_encoder:
-        raise LoraError(f"{label}: {len(text_encoder)} text-encoder key(s) name no layer of FLUX.1's CLIP or T5 "
-                        f"text encoder: {_listing(text_encoder)}",
-                        hint="the file may be for another model's text encoder (SDXL's CLIP-G, SD3): use a LoRA "
+        raise LoraError.named(label, f"{len(text_encoder)} text-encoder key(s) name no layer of FLUX.1's CLIP or T5 "
+                              f"text encoder: {_listing(text_encoder)}",
+                              hint="the file may be for another model's text encoder (SDXL's CLIP-G, SD3): use a LoRA "
                              "trained for FLUX.1")  # fmt: skip
     if unknown:
-        raise LoraError(
-            f"{label}: {len(unknown)} key(s) are not FLUX.1 LoRA weights this app understands: "
-            f"{_listing(sorted(unknown))}",
+        raise LoraError.named(
+            label,
+            f"{len(unknown)} key(s) are not FLUX.1 LoRA weights this app understands: {_listing(sorted(unknown))}",
             hint="the file may be for another model, or a LoRA variant (LoKr, LoHa, DoRA) that is not supported",
         )
     formats = sorted({m[0] for m in mapped.values() if m})  # the transformer's keys say the format
@@ -357,21 +367,22 @@ def check_layout(label: str, header: dict[str, Any]) -> LoraLayout:
     for base, roles in keys.items():
         if "down" not in roles or "up" not in roles:
             missing = "down (A)" if "down" not in roles else "up (B)"
-            raise LoraError(f"{label}: {base} has no {missing} matrix",
-                            hint="the file is incomplete: download it again")  # fmt: skip
+            raise LoraError.named(label, f"{base} has no {missing} matrix",
+                                  hint="the file is incomplete: download it again")  # fmt: skip
         down, up = (_matrix_shape(entries[roles[r]]["shape"]) for r in ("down", "up"))
         if len(down) != 2 or len(up) != 2 or down[0] != up[1] or down[0] == 0:
-            raise LoraError(f"{label}: {base} has inconsistent shapes (A {tuple(down)}, B {tuple(up)})",
-                            hint="the file is damaged or no LoRA: download it again")  # fmt: skip
+            raise LoraError.named(label, f"{base} has inconsistent shapes (A {tuple(down)}, B {tuple(up)})",
+                                  hint="the file is damaged or no LoRA: download it again")  # fmt: skip
         for role in ("down", "up"):
             dtype = entries[roles[role]]["dtype"]
             if dtype not in FLOAT_DTYPES:
-                raise LoraError(
-                    f"{label}: {roles[role]} holds {dtype} numbers, not floating point",
+                raise LoraError.named(
+                    label,
+                    f"{roles[role]} holds {dtype} numbers, not floating point",
                     hint="the file is a quantized or other LoRA variant that is not supported",
                 )
         if "alpha" in roles and math.prod(entries[roles["alpha"]]["shape"]) != 1:
-            raise LoraError(f"{label}: {base}.alpha is not a scalar", hint="the file is damaged: download it again")
+            raise LoraError.named(label, f"{base}.alpha is not a scalar", hint="the file is damaged: download it again")
         ranks[base], shapes[base] = down[0], (down[1], up[0])
     modules = {base: (m[1], m[2]) for base, m in mapped.items() if m}
     components = dict.fromkeys(modules, "transformer")
