@@ -5,7 +5,9 @@ quantizing one of its layers) and cannot be interrupted. Qt aborts the whole pro
 ``QThread`` is destroyed, so instead of letting interpreter shutdown destroy it, the app leaves with
 ``os._exit`` once everything it owns is saved: all user data is written atomically (PNG, settings, model
 files) or transactionally (SQLite), and what a killed worker leaves behind is repaired at the next start
-(gallery reconciliation, quantizer resume)."""
+(gallery reconciliation, quantizer resume). A ``QThreadPool`` whose task does not end is the same: destroyed at the
+exit, it waits for it without end (a thumbnail's check of a picture on a network share that stopped answering kept
+the process running for good after its window had gone)."""
 
 from __future__ import annotations
 
@@ -13,7 +15,8 @@ import logging
 import os
 import sys
 
-from PySide6.QtCore import QObject, QThread
+import shiboken6
+from PySide6.QtCore import QObject, QThread, QThreadPool
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +30,7 @@ _still_running: list[QThread] = []  # referenced here so that nothing destroys t
 # to their owners (a window closed, a wizard let go of), a worker's wrapper lived only as long as its slot ran (the
 # call holds it) and was let go of by its own thread when the slot returned, which destroyed it off the Qt thread.
 _busy_workers: list[QObject] = []
+_busy_pools: list[QThreadPool] = []  # thread pools whose tasks did not end when waited for at the close
 
 
 def stop_thread(thread: QThread, worker: QObject, starting: bool = False) -> bool:
@@ -44,9 +48,26 @@ def stop_thread(thread: QThread, worker: QObject, starting: bool = False) -> boo
     return False
 
 
+def stop_pool(pool: QThreadPool, what: str, wait_ms: int) -> bool:
+    """Waits up to ``wait_ms`` for the tasks running on ``pool`` (``what`` they do, for the log); False if some still
+    run, the pool then left for ``exit_now_if_threads_run`` (its destructor would wait for them without end)."""
+    if pool.waitForDone(wait_ms):
+        return True
+    log.warning("%s did not end within %d ms (a file on a drive that does not answer?); the app will exit without "
+                "waiting for them", what, wait_ms)  # fmt: skip
+    _busy_pools.append(pool)
+    return False
+
+
+def _running(pool: QThreadPool) -> bool:
+    """Whether a task still runs on ``pool``; not once it is gone (a window closed in a test, run in the process)."""
+    return shiboken6.isValid(pool) and pool.activeThreadCount() > 0
+
+
 def exit_now_if_threads_run(code: int) -> None:
-    """Leaves the process with ``code`` at once when a worker did not stop (see the module's docstring)."""
-    if not any(t.isRunning() for t in _still_running):
+    """Leaves the process with ``code`` at once when a worker, or a pool's task, did not stop (see the module's
+    docstring)."""
+    if not any(t.isRunning() for t in _still_running) and not any(_running(pool) for pool in _busy_pools):
         return
     logging.shutdown()
     for stream in (sys.stdout, sys.stderr):

@@ -21,6 +21,7 @@ from PySide6.QtCore import QObject, QRunnable, Qt, QThreadPool, Signal
 from PySide6.QtGui import QColor, QImage, QPainter
 
 from app.image_decode import TooLarge, decode_image
+from app.thread_exit import stop_pool
 
 THUMB_SIZE = 160
 # How long a thumbnail is shown without looking at its file again: a row painted later has its file's state taken
@@ -233,9 +234,10 @@ class ThumbnailCache(QObject):
         """On quit: the loads still queued are dropped and none starts after, so that quitting does not wait for
         a screenful of decodes (it waited up to 2 s). The ones running, at most one per pool thread, are waited
         for, ``msecs`` at most: a decode cannot be interrupted, and a pool thread still running Python while the
-        interpreter shuts down could crash the exit."""
+        interpreter shuts down could crash the exit. One that does not end in time (its file on a share that stopped
+        answering) is left to ``thread_exit``: the pool, destroyed at the exit, waited for it without end."""
         self._stopped = True
         with self._queue.lock:
             self._queue.paths.clear()
         self._pool.clear()
-        self._pool.waitForDone(msecs)
+        stop_pool(self._pool, "the thumbnails' decodes", msecs)

@@ -13,6 +13,7 @@ import shutil
 import threading
 from pathlib import Path
 
+import pytest
 from PIL import Image
 
 from gpu.generation.png_metadata import write_png
@@ -117,3 +118,89 @@ def test_a_look_with_no_answer_is_said_once_and_the_watch_goes_on_once_it_answer
     # the changes told of meanwhile are looked at: both pictures come in
     qtbot.waitUntil(lambda: _prompts(window) == ["a blue sky", "a blue sky"], timeout=WAIT_MS)
     assert watch.away == "" and window.error_dialog is None
+
+
+# The real app in a process of its own (its exit is what is tested): a folder of the images folder stops answering
+# on the threads (for good, as a dead hard mount), and the window is closed while the watch's look hangs on it and a
+# thumbnail's check of a picture in it too (a row painted once its thumbnail was RECHECK_AFTER_S old)
+_QUIT_WHILE_HUNG = """
+import os, shutil, sys, threading
+from pathlib import Path
+from PySide6.QtCore import QTimer
+from PySide6.QtWidgets import QApplication
+from app import folder_watch
+from app.main_window import MainWindow, run_app
+
+folder_watch.SLOW_MS = 1500  # 30 s in use
+root, picture = Path(sys.argv[1]), sys.argv[2]
+nas = os.fspath(root / "images" / "nas")
+dead, never = threading.Event(), threading.Event()
+
+def on_the_share(path) -> bool:
+    return not isinstance(path, int) and (os.fspath(path) == nas or os.fspath(path).startswith(nas + os.sep))
+
+def hanging(real):
+    def call(path, *args, **kwargs):
+        if dead.is_set() and on_the_share(path) and threading.current_thread() is not threading.main_thread():
+            never.wait()  # its server gone: no answer, ever
+        return real(path, *args, **kwargs)
+    return call
+
+os.scandir, os.stat = hanging(os.scandir), hanging(os.stat)
+ready = []
+
+def drive():
+    windows = [w for w in QApplication.topLevelWidgets() if isinstance(w, MainWindow)]
+    if not windows:
+        QTimer.singleShot(100, drive)
+        return
+    window = windows[0]
+    window.controller.engine_ready.connect(lambda *args: ready.append(True))
+    wait_for_the_watch(window)
+
+def wait_for_the_watch(window):
+    thumbnails, beach = window.controller.gallery.thumbnails, Path(nas) / "beach.png"
+    if not ready or window.controller.folder_watch.looks < 1 or thumbnails.get(beach) is None:
+        QTimer.singleShot(100, lambda: wait_for_the_watch(window))
+        return
+    dead.set()
+    thumbnails.recheck(beach)  # its file's state taken again on the pool: held
+    shutil.copy(picture, root / "images" / "copied.png")  # a change: a look, held
+    close_once_said(window)
+
+def close_once_said(window):
+    if not window.controller.folder_watch.away:
+        QTimer.singleShot(100, lambda: close_once_said(window))
+        return
+    print("said:", window.controller.folder_watch.away, flush=True)
+    window.controller.prompt.prompt = "quit while the share hangs"
+    window.close()
+
+qt = QApplication(["nibble-studio"])
+QTimer.singleShot(0, drive)
+code = run_app(["nibble-studio", "--data-dir", sys.argv[1]])
+print("returned", code)  # not reached when a thread still runs: the app leaves with os._exit
+"""
+
+
+def test_quitting_while_a_share_in_the_images_folder_hangs_exits_promptly_and_keeps_the_settings(tmp_path):
+    """Was: the window went, the settings were saved, and the process never ended: the thumbnails' thread pool, let
+    go of at the exit, waited for its check of a picture on the share, which never answers."""
+    import subprocess
+    import sys
+
+    from app.settings import load_settings
+
+    root = tmp_path / "data"
+    (root / "images" / "nas").mkdir(parents=True)  # a share mounted there, with a picture shown in the gallery
+    shutil.copy(_picture(tmp_path), root / "images" / "nas" / "beach.png")
+    try:
+        out = subprocess.run([sys.executable, "-c", _QUIT_WHILE_HUNG, str(root), str(_picture(tmp_path))],
+                             capture_output=True, text=True, timeout=180,
+                             env={**os.environ, "QT_QPA_PLATFORM": "offscreen"})  # fmt: skip
+    except subprocess.TimeoutExpired as exc:  # generous: the engine starts in seconds, the close takes one
+        pytest.fail(f"the app never ended; it printed: {exc.stdout!r}")
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "said: The images folder" in out.stdout and "cannot be reached" in out.stdout  # the look really hung
+    assert "Destroyed while thread" not in out.stderr
+    assert load_settings(root / "settings.json").last_job.prompt == "quit while the share hangs"
