@@ -267,10 +267,11 @@ class FolderWatch(QObject):
         self._timer.start(SETTLE_MS)
 
     def stop(self) -> None:
-        """Closing: no look starts, nor is one under way used (the database closes next)."""
+        """Closing: no look starts, nor is one under way used (the database closes next), nor said to have no answer
+        (the log said so of a watch stopped, while the closing's dialog of a failed save kept events running)."""
         self._on = False
-        self._timer.stop()
-        self._poll.stop()
+        for timer in (self._timer, self._poll, self._slow):
+            timer.stop()
         for watcher in (self._watcher, self._parent):
             if folders := watcher.directories():
                 watcher.removePaths(folders)

@@ -204,3 +204,25 @@ def test_quitting_while_a_share_in_the_images_folder_hangs_exits_promptly_and_ke
     assert "said: The images folder" in out.stdout and "cannot be reached" in out.stdout  # the look really hung
     assert "Destroyed while thread" not in out.stderr
     assert load_settings(root / "settings.json").last_job.prompt == "quit while the share hangs"
+
+
+def test_a_look_with_no_answer_at_the_close_is_not_said_after_it(qtbot, data_root, tmp_path, monkeypatch, caplog):
+    """The window closed while a look had no answer yet: its ``SLOW_MS`` ran on, and the log said 'looked at again
+    once it answers' of a watch that had stopped (the closing's dialog of a failed save keeps events running)."""
+    from app import folder_watch
+
+    monkeypatch.setattr(folder_watch, "SLOW_MS", 1500, raising=False)  # 30 s in use
+    caplog.set_level("INFO", logger="app.folder_watch")
+    window = open_window(qtbot, data_root)
+    data, watch = window.controller.data, window.controller.folder_watch
+    qtbot.waitUntil(lambda: watch.looks >= 1, timeout=WAIT_MS)
+    release, _on_gui = _hung(monkeypatch, data.images)
+    try:
+        shutil.copy(_picture(tmp_path), data.images / "copied.png")  # a change: looked at, the listing held
+        qtbot.waitUntil(lambda: len(_lookers()) == 1, timeout=WAIT_MS)
+        window.close()
+        qtbot.wait(3000)  # twice SLOW_MS
+        assert [r.getMessage() for r in caplog.records if "no answer" in r.getMessage()] == []
+        assert watch.away == ""
+    finally:
+        release.set()
