@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from PySide6.QtCore import QObject, Signal
 
@@ -85,6 +86,21 @@ def save_copy(data: DataDir, source: Path, asked: Path) -> Saved:
         # Named in full: the hint is to put it back there, and no other folder or name would help
         return Saved(source, target, problem=f"its file {source} is missing",
                      hint=f"{put_back('save it again')} Its settings can still be reused (Reuse settings).")
+    try:
+        # Opened first, then kept open: a Delete of the image while its target is judged or written (Save as
+        # clicked first, its target on a share that answers slowly) moved the file to the trash under the copy,
+        # which failed, said as "No such file or directory" of the target. Copied from the file as it was.
+        picture = open(source, "rb")  # noqa: SIM115 - closed by ``_copied_from`` before the copy is published
+    except OSError as exc:
+        return Saved(source, target, problem=f"its file could not be read ({exc.strerror or exc})",
+                     hint=put_back("save it again", damaged=True))  # fmt: skip
+    with picture:
+        return _copied_to(data, picture, source, target, suffixed)
+
+
+def _copied_to(data: DataDir, picture: BinaryIO, source: Path, target: Path, suffixed: bool) -> Saved:
+    """``save_copy``'s target judged (a folder of the name, a file there where ``.png`` was added, a name no PNG may
+    have) and, where none refuses it, the open file ``picture`` (``source``'s) copied there."""
     if target.is_dir():
         # Before the suffix's check: its hint (pick that name itself to replace it) was then refused again, a folder
         # being nothing to replace.
@@ -98,11 +114,19 @@ def save_copy(data: DataDir, source: Path, asked: Path) -> Saved:
     if problem := png_name_problem(target):
         return Saved(source, target, problem=problem)
     try:
-        written = atomic_write_with(target, lambda tmp: shutil.copyfile(source, tmp))
+        written = atomic_write_with(target, lambda tmp: _copied_from(picture, tmp))
     except UserError as exc:  # the write failed (atomic_write_with names the target); nothing was replaced
         return Saved(source, target, problem=str(exc).removeprefix(f"cannot write {target}: "),
                      hint=exc.hint or Saved.hint)  # fmt: skip
     return Saved(source, target, written, gallery_file(data, written))
+
+
+def _copied_from(picture: BinaryIO, tmp: Path) -> None:
+    """The bytes of the open file ``picture`` copied to ``tmp``, then ``picture`` closed: before the copy replaces
+    its target, which may be that very file (Save as over the image's own file; Windows refuses to replace a file
+    open without its leave)."""
+    with picture, open(tmp, "wb") as out:
+        shutil.copyfileobj(picture, out)
 
 
 class ImageSave(QObject):

@@ -27,6 +27,22 @@ def _window(qtbot, data_root):
     return window, window.controller.gallery.record(0), errors, said
 
 
+def _waits_for(monkeypatch, folder):
+    """A ``threading.Event`` set once a thread other than the window's looks at what is under ``folder``."""
+    import os
+
+    looked, stat, top = threading.Event(), os.stat, os.fspath(folder) + os.sep
+
+    def noted(path, *args, **kwargs):
+        if not isinstance(path, int) and os.fspath(path).startswith(top):
+            if threading.current_thread() is not threading.main_thread():
+                looked.set()
+        return stat(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "stat", noted)
+    return looked
+
+
 def test_save_as_onto_a_hung_share_leaves_the_window_free(qtbot, data_root, tmp_path, monkeypatch):
     window, record, errors, said = _window(qtbot, data_root)
     controller = window.controller
@@ -80,3 +96,27 @@ def test_a_quit_gives_up_on_a_save_that_does_not_end_and_logs_it(qtbot, data_roo
                    for r in caplog.records)  # fmt: skip
     finally:
         release.set()
+
+
+def test_an_image_deleted_while_its_save_waits_for_the_share_is_saved_as_it_was(qtbot, data_root, tmp_path,
+                                                                                  monkeypatch):  # fmt: skip
+    window, record, errors, said = _window(qtbot, data_root)
+    controller = window.controller
+    source = controller.gallery.path_of(record)
+    picture = source.read_bytes()
+    share = tmp_path / "share"
+    share.mkdir()
+    release, _on_gui = stat_held_under(monkeypatch, share)
+    waiting = _waits_for(monkeypatch, share)
+    try:
+        controller.save_image_as(record, share / "fox.png")
+        assert waiting.wait(WAIT_MS / 1000)  # the save waits for the share
+        controller.delete_images([0])  # Save as clicked first: its copy is of the picture as it was then
+        assert not source.exists()
+    finally:
+        with qtbot.waitSignal(controller.image_save.ended, timeout=WAIT_MS):
+            release.set()
+    # was: "could not be saved as …/fox.png: No such file or directory.", "Pick another folder, …"
+    assert [(e.message, e.hint) for e in errors] == []
+    assert said[-1] == f"The image 0.png was saved as {share / 'fox.png'}."
+    assert (share / "fox.png").read_bytes() == picture
