@@ -26,7 +26,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.background import Lookup, Lookups
+from app.background import Lookup
 from app.bindings import bind_enabled
 from app.controller import AppController
 from app.engine_errors import EngineError
@@ -34,6 +34,7 @@ from app.file_urls import file_url
 from app.gallery_errors import FavoritesNotSaved
 from app.gallery_order import row_runs
 from app.image_summary import describe_image
+from app.latest_lookup import LatestLookup
 from app.store import ImageRecord
 from app.theme import WARNING_COLOR
 from app.thumbnails import THUMB_SIZE
@@ -121,9 +122,9 @@ class GalleryPanel(QWidget):
         self.metadata = QPlainTextEdit(readOnly=True)
         # The selected image's file is read on a thread (``_describe``): on a drive that sleeps or a share that
         # hangs, a read on the window's thread froze the window at each click on an image.
-        self._descriptions = Lookups("Gallery: describing the selected image", self)
+        # One read at a time, of the image selected last (``LatestLookup``): a thread per key press piled up there.
+        self._descriptions = LatestLookup("Gallery: describing the selected image", self)
         self._descriptions.ended.connect(self._described)
-        self._description: Lookup | None = None  # the read for the image selected last, till it ends
         self.metadata.setPlaceholderText("Select an image to see how it was made.")
 
         self.favorite_button = QPushButton("★ Favorite")
@@ -292,21 +293,23 @@ class GalleryPanel(QWidget):
         its stat and its PNG's text, which wait as long as its drive does), "Reading …" said meanwhile; a read still
         under way for an image selected before is dropped at its end. Its thumbnail is checked against the file too
         (``ThumbnailCache.recheck``, off the GUI thread): replaced under its name, the grid showed the old picture."""
-        self._description = None
         if record is None:
+            self._descriptions.cancel()
             self.metadata.setPlainText("")
             return
         path, settings, missing = self.controller.gallery.path_of(record), dict(record.settings), record.missing
         self.controller.gallery.thumbnails.recheck(path)
         self.metadata.setPlainText(f"Reading {path}…")
-        self._description = self._descriptions.start(
-            f"describing {path}", lambda: describe_image(path, settings, missing))
+        self._descriptions.ask((path, settings, missing), f"describing {path}",
+                               lambda: describe_image(path, settings, missing))  # fmt: skip
+
+    @property
+    def describing(self) -> bool:
+        """Whether the pane waits for the selected image's file to be read (it says "Reading …")."""
+        return self._descriptions.busy
 
     def _described(self, lookup: Lookup) -> None:
-        """A read of ``_describe``'s ended: its text in the pane, if its image is still the one selected."""
-        if lookup is not self._description:
-            return
-        self._description = None
+        """The read of the image selected last ended (``_describe``): its text in the pane."""
         error = lookup.error
         self.metadata.setPlainText(lookup.result if error is None else f"⚠ The file could not be read: {error}")
 

@@ -413,5 +413,5 @@ def lora_with_own_text_strength(qtbot, window, path: Path) -> tuple[Path, Any]:
 def pane_text(qtbot, panel) -> str:
     """The gallery's metadata pane's text once the selected image's file is read (on its thread: "Reading …"
     meanwhile)."""
-    qtbot.waitUntil(lambda: panel._description is None, timeout=30000)
+    qtbot.waitUntil(lambda: not panel.describing, timeout=30000)
     return panel.metadata.toPlainText()
