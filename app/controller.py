@@ -112,6 +112,7 @@ class AppController(QObject):
         self.trash = TrashActions(self.gallery, data, self.store.path, self.error.emit, self.status_message.emit)
         self.image_copy = ImageCopy(self.status_message.emit, self._copy_failed, self)
         self.image_save = ImageSave(data, self.status_message.emit, self.error.emit, self.gallery.file_written, self)
+        self.gallery.undo_leaves(self.image_save.writes)
         self.gallery.emptying_progress.connect(self.trash.on_emptying_progress)
         self.gallery.trash_emptied.connect(self.trash.on_trash_emptied)
         self.gallery.judged_again.connect(self.trash.empty_trash)

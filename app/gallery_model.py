@@ -346,6 +346,11 @@ class GalleryModel(QStringListModel):
         (``GalleryTrash.wait_for_gather``)."""
         self._trash.wait_for_gather(folder_import)
 
+    def undo_leaves(self, written: Callable[[Path], bool]) -> None:
+        """Undo brings no picture back under a name ``written`` says a Save as under way writes (``ImageSave.writes``):
+        the save's copy, published after, replaced it, that picture lost for good."""
+        self._trash.written = written
+
     def delete(self, rows: list[int]) -> Deleted | None:
         """The images at ``rows`` moved to the trash as one deletion, which ``undo_delete`` brings back; returns
         what it did, None when refused, said (``GalleryTrash.delete``, which says what it raises)."""

@@ -8,8 +8,9 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
-from collections.abc import Container
+from collections.abc import Callable, Container
 from dataclasses import replace
+from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
 from PySide6.QtCore import QObject
@@ -61,6 +62,9 @@ class GalleryTrash(QObject):
         super().__init__(model)
         self._store = store
         self._data = data
+        # Whether a Save as under way writes a path (``ImageSave.writes``, set by the controller): Undo brings no
+        # picture back under that name, which the save's copy then replaced (the picture lost for good).
+        self.written: Callable[[Path], bool] = lambda _path: False
         self._undo = self._undo_batches()
         # The old trash of another drive is gathered while the window is up (``wait_for_gather``): Undo and Empty
         # trash wait for it, as they would act on a trash half there.
@@ -275,7 +279,7 @@ class GalleryTrash(QObject):
         if not in_trash and back_in_images(self._store, self._data, record, paths):
             return _Back(replace(record, missing=False), record.path, in_trash=False, lost=False)
         # With no file in the trash, a name no other row holds (a missing image's) if a new file has its own.
-        restored = restore_from_trash(self._data, record.path, taken=self._store.has_path)
+        restored = restore_from_trash(self._data, record.path, taken=self._store.has_path, written=self.written)
         lost = not in_trash and not record.missing  # one missing before its delete had no file to lose
         return _Back(replace(record, path=restored, missing=record.missing or lost), record.path, in_trash, lost)
 

@@ -188,16 +188,18 @@ def move_to_trash(data: DataDir, rel_path: str) -> bool:
         return True
 
 
-def restore_from_trash(data: DataDir, rel_path: str, taken: Callable[[str], bool] | None = None) -> str:
+def restore_from_trash(data: DataDir, rel_path: str, taken: Callable[[str], bool] | None = None,
+                       written: Callable[[Path], bool] | None = None) -> str:  # fmt: skip
     """Moves the file back and returns its path relative to the images folder: its old one, or a free name if
-    another file has taken that one since (it is never replaced). With no file left in the trash, nothing moves
-    and the name returned is still one no other file holds: an entry given a stranger's name would show that
-    picture as its own once start-up finds the file there."""
+    another file has taken that one since (it is never replaced), or a Save as under way writes it (``written``:
+    whether one writes a path; its copy, published after, replaced the picture brought back). With no file left in
+    the trash, nothing moves and the name returned is still one no other file holds: an entry given a stranger's
+    name would show that picture as its own once start-up finds the file there."""
     data.check_in_place()  # as for move_to_trash; and a file not found there was not lost, the folder moved
     source = data.trash / rel_path
     target = absolute(data, rel_path)
-    if target.exists():
-        target = free_image_path(data, target, taken=taken)
+    if target.exists() or (written is not None and written(target)):
+        target = free_image_path(data, target, taken=_held_or_written(data, taken, written))
     if not source.exists():
         return relative(data, target)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -206,6 +208,15 @@ def restore_from_trash(data: DataDir, rel_path: str, taken: Callable[[str], bool
     # images folder beside the trashed original (a duplicate at the next start, and the undo got another name).
     os.replace(source, target)
     return relative(data, target)
+
+
+def _held_or_written(data: DataDir, taken: Callable[[str], bool] | None, written: Callable[[Path], bool] | None
+                     ) -> Callable[[str], bool]:  # fmt: skip
+    """``taken`` (names relative to the images folder held otherwise) with the names a Save as under way writes."""
+    def held(rel: str) -> bool:
+        return bool((taken is not None and taken(rel)) or (written is not None and written(absolute(data, rel))))
+
+    return held
 
 
 def rename_in_trash(data: DataDir, rel_path: str, taken: Callable[[str], bool] | None = None,

@@ -159,6 +159,12 @@ class ImageSave(QObject):
         self._under_way[target] = (source, lookup)
         self._tell(f"Saving the image {source.name} as {target}…")
 
+    def writes(self, path: Path) -> bool:
+        """Whether a save under way writes the file ``path`` (as a name: no look at the disk, the window's thread
+        asks)."""
+        return any(os.path.normcase(os.path.abspath(target)) == os.path.normcase(os.path.abspath(path))
+                   for target in self._under_way)  # fmt: skip
+
     @property
     def saving(self) -> bool:
         """Whether a save is under way."""

@@ -120,3 +120,47 @@ def test_an_image_deleted_while_its_save_waits_for_the_share_is_saved_as_it_was(
     assert [(e.message, e.hint) for e in errors] == []
     assert said[-1] == f"The image 0.png was saved as {share / 'fox.png'}."
     assert (share / "fox.png").read_bytes() == picture
+
+
+def test_undo_while_a_save_writes_the_deleted_images_name_brings_it_back_under_another(qtbot, data_root,
+                                                                                         monkeypatch):  # fmt: skip
+    """fox (d/0.png) deleted; owl saved as images/d/0.png, a name free then (the dialog asks nothing); Undo while the
+    copy is written. Undo put fox back at d/0.png, and the save's copy, published after, replaced it: fox's picture
+    lost for good, its row showing owl's."""
+    import app.image_save
+
+    data = resolve_data_dir(data_root)
+    gallery_images(data, ["a red fox", "an owl"])
+    window = window_without_engine(qtbot, data)
+    controller, gallery = window.controller, window.controller.gallery
+    errors: list = []
+    controller.error.connect(errors.append)
+    row = {gallery.record(r).prompt: r for r in range(2)}
+    fox_file = gallery.path_of(gallery.record(row["a red fox"]))
+    fox, owl = fox_file.read_bytes(), gallery.path_of(gallery.record(row["an owl"])).read_bytes()
+    assert fox != owl
+    controller.delete_images([row["a red fox"]])
+    assert not fox_file.exists()
+    copying, release = threading.Event(), threading.Event()
+    real = app.image_save._copied_from
+
+    def held_copy(picture, tmp):
+        copying.set()
+        release.wait(WAIT_MS / 1000)
+        real(picture, tmp)
+
+    monkeypatch.setattr(app.image_save, "_copied_from", held_copy)
+    owl_record = gallery.record(0)
+    assert owl_record.prompt == "an owl"
+    try:
+        controller.save_image_as(owl_record, fox_file)
+        assert copying.wait(WAIT_MS / 1000)
+        controller.undo_delete()
+    finally:
+        with qtbot.waitSignal(controller.image_save.ended, timeout=WAIT_MS):
+            release.set()
+    assert errors == []
+    back = next(gallery.record(r) for r in range(gallery.rowCount()) if gallery.record(r).prompt == "a red fox")
+    assert back.path != "d/0.png"  # was: d/0.png, then written over by the save
+    assert gallery.path_of(back).read_bytes() == fox  # was: owl's picture
+    assert fox_file.read_bytes() == owl
