@@ -19,6 +19,7 @@ from typing import Any
 from PySide6.QtCore import QCoreApplication, QEvent, QObject, Signal
 
 from app.data_dir import DataDir
+from app.dropped_read import DroppedRead
 from app.engine_errors import EngineError
 from app.engine_worker import EngineStatus, EngineThread, Job, quantize_runs
 from app.folder_watch import FolderWatch
@@ -47,7 +48,6 @@ from app.store_recovery import open_store
 from app.trash_actions import TrashActions
 from app.trash_listing import TrashListing
 from gpu.errors import named_few
-from gpu.generation.png_metadata import ImageSettings
 from gpu.generation.prompt_length import PromptMeter
 from gpu.generation.request import GenerationRequest
 
@@ -160,6 +160,8 @@ class AppController(QObject):
             jobs_before=lambda place: self.queue.jobs_before(place)), launch_fields, self)  # fmt: skip
         self.restore = SettingsRestore(self.prompt, self.library, self.loras.hash_search, self.gallery,
                                        self.error.emit, self.settings_restored.emit)  # fmt: skip
+        # dropped files read on a thread (a share that hangs froze the window); ``dropped.read`` says when done
+        self.dropped = DroppedRead(self.restore, self.status_message.emit, self)
         self.queue = JobQueue(self.job, self.gallery, self.loras, data, self.store.path, worker, self._submit.emit,
                               self._start_waiting.emit, self.error.emit, self.job_finished.emit, self)  # fmt: skip
         self.held = HeldClicks(self.loras, self.job, self._release, self.status_message.emit,
@@ -264,7 +266,9 @@ class AppController(QObject):
 
     def _refusal(self) -> EngineError | None:
         """Why Generate queues no job, as far as the prompt panel and the model say (None: it may): no prompt, a
-        field showing a value it does not take, the model being removed."""
+        field showing a value it does not take, the model being removed, dropped files still being read."""
+        if self.dropped.reading:  # the form is about to be filled from them: the job would mix two images' settings
+            return self.dropped.refusal()
         if not self.prompt.prompt.strip():
             return EngineError("user", "Type a prompt first.", "Describe the image you want to see.")
         typed = self.prompt.typed_error()  # "30" in Width ran the size the field held before, "0" in Images 1 image
@@ -467,10 +471,10 @@ class AppController(QObject):
         """A history entry's prompts put in the prompt panel."""
         self.prompt_history.reuse_prompt(prompt, negative_prompt)
 
-    def restore_from_files(self, paths: list[Path], web_addresses: list[str] | None = None) -> ImageSettings | None:
-        """Settings from dropped files (``SettingsRestore.restore_from_files``); returns what was read from the file
-        restored (None: none was)."""
-        return self.restore.restore_from_files(paths, web_addresses)
+    def restore_from_files(self, paths: list[Path], web_addresses: list[str] | None = None) -> None:
+        """Settings from dropped files (``SettingsRestore.restore_from_files``), read on a thread (``DroppedRead``):
+        ``dropped.read`` hands over what was read from the file restored (None: none was) once the form is filled."""
+        self.dropped.start(paths, web_addresses)
 
     # ---- worker signals ------------------------------------------------------------------------------------
 

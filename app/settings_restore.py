@@ -34,6 +34,18 @@ REUSE_HINT = ("Reuse the settings of an image made here, or of one saved with it
               f"{_EDITORS_REMOVE}")  # fmt: skip
 
 
+def read_dropped(paths: list[Path]) -> list[ImageSettings]:
+    """What each of the dropped ``paths`` holds, read in order up to the first that has settings (the one
+    ``SettingsRestore.restore_from_files`` restores: those after it are named, not read). Reads the files: run on a
+    thread of its own, never on the window's (``app.dropped_read``)."""
+    found_in: list[ImageSettings] = []
+    for path in paths:
+        found_in.append(inspect_image_settings(path))
+        if found_in[-1].settings:
+            break
+    return found_in
+
+
 def _why_none(found: ImageSettings) -> str:
     """Why a file gave no settings (``found``: what was read from it), as a phrase about it."""
     return "; ".join(found.problems) or "it carries no generation settings"
@@ -104,14 +116,16 @@ class SettingsRestore:
         if notes:
             self._say_not_as_saved(Path(record.path).name, notes)
 
-    def restore_from_files(self, paths: list[Path], web_addresses: list[str] | None = None) -> ImageSettings | None:
+    def restore_from_files(self, paths: list[Path], web_addresses: list[str] | None,
+                           found_in: list[ImageSettings]) -> ImageSettings | None:  # fmt: skip
         """Settings from dropped files (PNGs: ours, A1111 ``parameters`` or ComfyUI; JPEG and WebP: A1111/Forge
         EXIF), each read as what its content says it is: those of the first file that has some (one image's
         settings fill the form: the others are named as not used, not silently dropped); one message says what
         was not restored as saved, or why none could be ("it is a JPEG image, not a PNG", "it is a text file, not
         an image"). ``web_addresses``: what a drag from a web browser carries instead of a file (the image is not
         on this computer yet); named with the other images not used when a file gave settings, or alone when no
-        file was dropped. Returns what was read from the file restored (None: none was)."""
+        file was dropped. ``found_in``: what ``read_dropped`` read of ``paths`` (on a thread: a file on a hung share
+        froze the window here). Returns what was read from the file restored (None: none was)."""
         web = web_addresses or []
         shown = named_few([prompt_line(url, 80) for url in web])  # a data: address may be megabytes
         one = len(web) == 1
@@ -121,8 +135,7 @@ class SettingsRestore:
             self._say(EngineError("user", f"Nothing was restored: {shown} {what}: {save}.", DROP_HINT))
             return None
         without: list[str] = []
-        for index, path in enumerate(paths):
-            found = inspect_image_settings(path)
+        for index, (path, found) in enumerate(zip(paths, found_in, strict=False)):
             if not found.settings:
                 if len(paths) == 1 and not web:
                     self._say(EngineError("user", _nothing_restored(path.name, found), DROP_HINT))

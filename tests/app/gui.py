@@ -80,13 +80,53 @@ def accept_dialog_later(seen: list[str]) -> None:
 
 def drop_file(widget, path: Path) -> None:
     """Drops the file ``path`` on ``widget`` (as from a file manager)."""
-    from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
+    from PySide6.QtCore import QUrl
+
+    drop_urls(widget, [QUrl.fromLocalFile(str(path))])
+
+
+def drop_urls(widget, urls: list) -> None:
+    """Drops ``urls`` (QUrls: local files, web addresses) at once on ``widget``, as a file manager drops a selection;
+    on the prompt panel, its read of the files (on a thread) waited for (``dropped_read_waited``)."""
+    from PySide6.QtCore import QMimeData, QPointF, Qt
     from PySide6.QtGui import QDropEvent
 
-    mime = QMimeData()
-    mime.setUrls([QUrl.fromLocalFile(str(path))])
+    mime = QMimeData()  # held here: the event does not own it
+    mime.setUrls(urls)
     widget.dropEvent(QDropEvent(QPointF(10, 10), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
                                 Qt.KeyboardModifier.NoModifier))
+    controller = getattr(widget, "controller", None)  # the prompt panel's: its files are read on a thread
+    if controller is not None and hasattr(controller, "dropped"):
+        dropped_read_waited(controller)
+
+
+def dropped_read_waited(controller) -> Any:
+    """Waits (30 s at most, generous for CI) for the read of the files dropped last (``DroppedRead``) to end, the form
+    filled -> what was read from the file restored (None: none was, or nothing was being read)."""
+    from PySide6.QtCore import QEventLoop, QTimer
+
+    dropped, got = controller.dropped, []
+    if not dropped.reading:
+        return None
+    loop = QEventLoop()
+
+    def ended(found) -> None:
+        got.append(found)
+        loop.quit()
+
+    dropped.read.connect(ended)
+    QTimer.singleShot(30_000, loop.quit)
+    loop.exec()
+    dropped.read.disconnect(ended)
+    assert got, "the dropped files were not read within 30 s"
+    return got[0]
+
+
+def restored_from(controller, paths: list[Path], web_addresses: list[str] | None = None) -> Any:
+    """``AppController.restore_from_files``, its read on a thread waited for (``dropped_read_waited``) -> what was
+    read from the file restored (None: none was)."""
+    controller.restore_from_files(paths, web_addresses)
+    return dropped_read_waited(controller)
 
 
 def wheel(widget, notches: int) -> None:

@@ -5,10 +5,11 @@ was (until later) an image dragged from a web browser, which carries only its we
 from __future__ import annotations
 
 from PIL import Image
-from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl
-from PySide6.QtGui import QDragEnterEvent, QDropEvent
+from PySide6.QtCore import QMimeData, QPoint, Qt, QUrl
+from PySide6.QtGui import QDragEnterEvent
 
 from gpu.generation.png_metadata import write_png
+from tests.app.gui import drop_urls
 from tests.app.test_png_drop import _drop
 from tests.test_image_metadata import TEXT, a1111_image
 
@@ -33,9 +34,7 @@ def _drag_accepted(widget, *items) -> bool:
 
 def _drop_items(widget, *items) -> None:
     """``_drop`` of local paths and web addresses (QUrls) in one drag."""
-    mime = _mime(*items)
-    widget.dropEvent(QDropEvent(QPointF(10, 10), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
-                                Qt.KeyboardModifier.NoModifier))  # fmt: skip
+    drop_urls(widget, _mime(*items).urls())
 
 
 def test_any_dropped_file_restores_its_settings_or_is_named_with_why(qtbot, tmp_path, window):

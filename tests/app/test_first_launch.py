@@ -6,6 +6,7 @@ import json
 
 from app.data_dir import resolve_data_dir
 from app.main_window import MainWindow
+from tests.app.gui import restored_from
 
 
 def _launch(qtbot, root):
@@ -71,7 +72,7 @@ def test_an_image_restored_while_the_engine_starts_gets_its_model_and_keeps_its_
     placeholders = state.model_default_fields()
     made = {"prompt": "a red star", "negative_prompt": "", "seed": 77, "model": "demo-int4",
             "version": f"{APP_NAME}-0.1.0", **placeholders}  # fmt: skip
-    controller.restore_from_files([write_png(tmp_path / "made.png", Image.new("RGB", (16, 16)), made)])
+    restored_from(controller, [write_png(tmp_path / "made.png", Image.new("RGB", (16, 16)), made)])
     job = controller.generate()  # runs on the panel's model, as the image's is not known yet: said
     assert job is not None and job.request.model == "demo"
     assert [e.message for e in shown] == ["This job runs on 'demo': the model of the image you restored, "
@@ -100,7 +101,7 @@ def test_a_job_before_the_engine_is_ready_on_the_restored_images_own_model_says_
     shown: list = []
     controller.error.connect(shown.append)
     made = {"prompt": "a red star", "seed": 7, "model": controller.prompt.model, "version": f"{APP_NAME}-0.1.0"}
-    controller.restore_from_files([write_png(tmp_path / "made.png", Image.new("RGB", (16, 16)), made)])
+    restored_from(controller, [write_png(tmp_path / "made.png", Image.new("RGB", (16, 16)), made)])
     assert controller.generate() is not None and shown == []
     with qtbot.waitSignal(controller.engine_ready, timeout=60000):
         window.start()

@@ -16,7 +16,7 @@ from app.settings import LastJob, Settings, save_settings
 from gpu.generation.png_metadata import write_png
 from gpu.library import ModelLibrary
 from gpu.paths import resources_dir
-from tests.app.gui import accept_dialog_later, added_copy, open_window
+from tests.app.gui import accept_dialog_later, added_copy, open_window, restored_from
 
 DEMO_INT4 = resources_dir() / "models" / "demo-int4.safetensors"
 
@@ -54,7 +54,7 @@ def test_the_app_starts_without_a_models_folder_whose_drive_is_unplugged_and_kee
         state = window.controller.prompt
         window.controller.model_info_changed.connect(
             lambda _info: panel_then.append((state.model, state.steps, state.width, state.height, state.guidance)))
-        window.controller.restore_from_files([png])
+        restored_from(window.controller, [png])
 
     window = open_window(qtbot, data_root, restore_png)
     controller = window.controller
@@ -127,7 +127,7 @@ def test_the_app_starts_without_a_models_folder_whose_drive_is_unplugged_and_kee
     kept = window.controller.library._kept
     png = write_png(tmp_path / "of demo.png", Image.new("RGB", (8, 8)), {"prompt": "a lake", "steps": 7,
                                                                          "width": 384, "height": 320, "model": "demo"})
-    window.controller.restore_from_files([png])
+    restored_from(window.controller, [png])
     qtbot.waitUntil(lambda: window.controller.prompt.steps == 7)
     assert (window.controller.last_job().model, window.controller.last_job().steps) == ("demo", 7)
     window.controller.library._kept = kept  # the start's state again, for the pick below

@@ -11,19 +11,16 @@ from pathlib import Path
 
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
-from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
-from PySide6.QtGui import QDropEvent
+from PySide6.QtCore import QUrl
 
 from gpu.generation.png_metadata import write_png
 from gpu.version import APP_NAME
+from tests.app.gui import drop_urls
 
 
 def _drop(widget, *paths: Path) -> None:
     """Drops ``paths`` at once on ``widget``, as a file manager does with a selection."""
-    mime = QMimeData()
-    mime.setUrls([QUrl.fromLocalFile(str(path)) for path in paths])
-    widget.dropEvent(QDropEvent(QPointF(10, 10), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
-                                Qt.KeyboardModifier.NoModifier))  # fmt: skip
+    drop_urls(widget, [QUrl.fromLocalFile(str(path)) for path in paths])
 
 
 def _a1111(path: Path, text: str) -> Path:

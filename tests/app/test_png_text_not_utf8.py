@@ -11,7 +11,7 @@ from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
 from app.data_dir import resolve_data_dir
-from tests.app.gui import window_without_engine
+from tests.app.gui import restored_from, window_without_engine
 
 
 def _png_with_text_not_utf8(path) -> None:
@@ -37,7 +37,7 @@ def test_a_dropped_png_whose_text_is_not_utf8_has_its_settings_restored_and_said
     shown: list = []
     controller.error.connect(shown.append)
     _png_with_text_not_utf8(tmp_path / "other.png")
-    assert controller.restore_from_files([tmp_path / "other.png"])  # was: "its text cannot be decoded", nothing
+    assert restored_from(controller, [tmp_path / "other.png"])  # was: "its text cannot be decoded", nothing
     assert controller.prompt.prompt == "a cat \ufffd in snow" and controller.prompt.seed == 5
     [notice] = [e.message for e in shown if "not UTF-8" in e.message]
     assert notice.startswith("Settings restored from other.png, but not all as saved: ")
@@ -58,7 +58,7 @@ def test_a_dropped_png_whose_utf8_text_chunk_has_a_character_cut_in_two_keeps_it
     info = PngInfo()
     info.add(kind, b"parameters\0" + (text if kind == b"tEXt" else b"\0" + zlib.compress(text)))
     Image.new("RGB", (8, 8)).save(tmp_path / "other.png", pnginfo=info)
-    assert controller.restore_from_files([tmp_path / "other.png"])
+    assert restored_from(controller, [tmp_path / "other.png"])
     # was: "a cafÃ© ð\x9f\x90\x88 ð\x9f in snow"
     assert controller.prompt.prompt == "a café 🐈 \ufffd in snow" and controller.prompt.seed == 5
     [notice] = [e.message for e in shown if "not UTF-8" in e.message]

@@ -11,7 +11,7 @@ from PySide6.QtWidgets import QApplication, QLabel, QPushButton, QScrollArea, QW
 
 from app.generation_state import RANDOM_SEED_MAX, SEED_MAX
 from gpu.generation.png_metadata import write_png
-from tests.app.gui import wheel
+from tests.app.gui import restored_from, wheel
 
 
 def _needed_widths(panel) -> dict[QWidget, int]:
@@ -145,7 +145,7 @@ def test_a_long_seed_restored_shows_whole_in_the_seed_field(qtbot, tmp_path, win
     for seed in (5_123_456_789_012_345_678, 1_123_456_789_012_345_678):  # only their first digit differs
         path = write_png(tmp_path / f"{seed}.png", Image.new("RGB", (16, 16)),
                          {"prompt": "a long seed", "model": "demo", "seed": seed})  # fmt: skip
-        assert controller.restore_from_files([path])
+        assert restored_from(controller, [path])
         assert controller.prompt.seed == seed == field.value()
         qtbot.waitUntil(lambda: row.wrapped)  # at 1280x800
         assert field.contentsRect().width() >= field.fontMetrics().horizontalAdvance(str(seed))

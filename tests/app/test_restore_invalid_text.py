@@ -9,6 +9,8 @@ import json
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
+from tests.app.gui import restored_from
+
 
 def test_a_restored_prompt_with_half_an_emoji_is_made_valid_text_and_said(qtbot, window, tmp_path):
     controller = window.controller
@@ -19,7 +21,7 @@ def test_a_restored_prompt_with_half_an_emoji_is_made_valid_text_and_said(qtbot,
                                         "steps": 2, "width": 128, "height": 128, "model": "demo"}))  # fmt: skip
     png = tmp_path / "other.png"
     Image.new("RGB", (64, 64)).save(png, pnginfo=info)
-    controller.restore_from_files([png])
+    restored_from(controller, [png])
     assert controller.prompt.prompt == "a cat \ufffd" and controller.prompt.negative_prompt == "\ufffdblur"
     assert window.prompt_panel.prompt_edit.toPlainText() == "a cat \ufffd"  # as the form holds it, not one less
     notices = [e.message for e in shown if "not valid text" in e.message]

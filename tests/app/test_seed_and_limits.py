@@ -19,7 +19,7 @@ from app.generation_state import GUIDANCE_MAX, SEED_MAX, PromptState
 from app.settings import LastJob
 from app.widgets.integer_edit import IntegerEdit
 from gpu.generation.png_metadata import NIBBLE_KEY, write_png
-from tests.app.gui import open_window
+from tests.app.gui import open_window, restored_from
 
 BIG_SEED = 3_000_000_000  # above a QSpinBox's 2^31-1
 
@@ -83,7 +83,7 @@ def _png(path, **settings):
 def test_restore_a_64_bit_seed_and_start_again(qtbot, tmp_path, data_root):
     window = open_window(qtbot, data_root)
     panel, state = window.prompt_panel, window.controller.prompt
-    assert window.controller.restore_from_files([_png(tmp_path / "cli.png", seed=BIG_SEED, steps=3, height=7)])
+    assert restored_from(window.controller, [_png(tmp_path / "cli.png", seed=BIG_SEED, steps=3, height=7)])
     assert state.seed == BIG_SEED and panel.seed_edit.text() == str(BIG_SEED) and panel.seed_edit.value() == BIG_SEED
     assert state.seed_locked and panel.seed_lock.isChecked()
     assert state.height == 64 == panel.height_spin.value()  # 7 is below the panel's minimum
@@ -108,7 +108,7 @@ def test_bad_seeds_in_a_png_are_ignored_without_errors(qtbot, tmp_path, window):
         info = PngInfo()  # hand-written chunk: JSON numbers that no Python int or float holds exactly
         info.add_itxt(NIBBLE_KEY, f'{{"prompt": "bad seed {index}", "seed": {seed}, "height": 7}}')
         Image.new("RGB", (8, 8)).save(path, pnginfo=info)
-        assert window.controller.restore_from_files([path])
+        assert restored_from(window.controller, [path])
         assert state.prompt == f"bad seed {index}" and state.seed == 11 and panel.seed_edit.value() == 11
         assert state.height == 64 == panel.height_spin.value()
 

@@ -16,7 +16,7 @@ from PIL import Image
 from gpu.generation.png_metadata import write_png
 from gpu.library import ModelLibrary
 from gpu.paths import resources_dir
-from tests.app.gui import open_window, used_restored
+from tests.app.gui import drop_urls, open_window, restored_from, used_restored
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="file names are bytes on Linux; others refuse them")
 
@@ -30,7 +30,7 @@ def test_reusing_an_image_selects_the_model_it_names_escaped(qtbot, tmp_path, da
     window.controller.error.connect(notices.append)
     png = write_png(tmp_path / "made.png", Image.new("RGB", (16, 16)),
                     {"prompt": "a red star", "model": "mod\udce9le", "steps": 3})  # fmt: skip
-    assert window.controller.restore_from_files([png])
+    assert restored_from(window.controller, [png])
     assert window.controller.prompt.model == "mod\udce9le"
     assert not [n for n in notices if "mod" in n.message], [n.message for n in notices]
 
@@ -51,18 +51,14 @@ def test_a_dropped_image_whose_name_is_not_utf8_is_read(qtbot, tmp_path, window)
     """A file manager drags ``caf\\xe9.png`` as ``file:///…/caf%E9.png``: read as UTF-8 (``QUrl.toLocalFile``) the
     name was another, and the drop said the file "cannot be read (No such file or directory)". The URLs the app
     makes of such names (a gallery image dragged out, a folder opened) carry the same bytes."""
-    from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
-    from PySide6.QtGui import QDropEvent
+    from PySide6.QtCore import QUrl
 
     name = os.path.join(os.fsencode(tmp_path), b"caf\xe9.png")
     write_png(os.fsdecode(name), Image.new("RGB", (8, 8)), {"prompt": "from a Latin-1 name", "seed": 7})
     url = QUrl.fromEncoded(b"file://" + os.fsencode(tmp_path) + b"/caf%E9.png")  # as the file manager sends it
     notices = []
     window.controller.error.connect(notices.append)
-    mime = QMimeData()
-    mime.setUrls([url])
-    window.prompt_panel.dropEvent(QDropEvent(QPointF(10, 10), Qt.DropAction.CopyAction, mime,
-                                             Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier))  # fmt: skip
+    drop_urls(window.prompt_panel, [url])
     assert (window.controller.prompt.prompt, window.controller.prompt.seed) == ("from a Latin-1 name", 7)
     assert notices == []
 
