@@ -29,6 +29,7 @@ from app.held_clicks import HeldClick, HeldClicks, refused_clicks_error
 from app.history_actions import HistoryActions
 from app.history_model import HistoryModel
 from app.image_copy import ImageCopy
+from app.image_copy import Problem as CopyProblem
 from app.image_decode import TooLarge
 from app.image_save import ImageSave, images_away_said, put_back
 from app.image_viewer_state import ImageViewerState
@@ -110,7 +111,8 @@ class AppController(QObject):
         self.folder_watch = FolderWatch(self.store, data, self.folder_import, self.gallery, self, report.unreadable)
         self.folder_watch.said.connect(self.status_message.emit)  # the images folder back
         self.trash = TrashActions(self.gallery, data, self.store.path, self.error.emit, self.status_message.emit)
-        self.image_copy = ImageCopy(self.status_message.emit, self._copy_failed, self)
+        self.image_copy = ImageCopy(self.status_message.emit, self._copy_failed,
+                                     lambda: images_away_said(data), self)  # fmt: skip
         self.image_save = ImageSave(data, self.status_message.emit, self.error.emit, self.gallery.file_written, self)
         self.gallery.undo_leaves(self.image_save.writes)
         self.gallery.emptying_progress.connect(self.trash.on_emptying_progress)
@@ -438,14 +440,15 @@ class AppController(QObject):
         copied before included, and nothing said so)."""
         self.image_copy.copy(self.gallery.path_of(record))
 
-    def _copy_failed(self, source: Path, problem: str | TooLarge) -> None:
-        """The image in ``source`` could not be copied (``problem``: why, or its picture too large for this
-        machine): said, with what to do."""
+    def _copy_failed(self, source: Path, problem: CopyProblem) -> None:
+        """The image in ``source`` could not be copied (``problem``: why, its picture too large for this machine, or
+        (why, what to do) where the images folder is away, as ``ImageCopy`` found on its thread): said, with what to
+        do."""
         if isinstance(problem, TooLarge):  # nothing wrong with its file: it goes by its file instead
             problem, remedy = problem.said("copy"), ("Drag the image from the gallery into the other program "
                                                      "instead: that hands over its file, not its pixels.")  # fmt: skip
-        elif not source.is_file() and (away := images_away_said(self.data)) is not None:
-            problem, remedy = away
+        elif isinstance(problem, tuple):  # the images folder holding it is away
+            problem, remedy = problem
         else:
             remedy = put_back("copy it again", damaged=True)
         self.error.emit(EngineError("user", f"The image {source} could not be copied: {problem}.",

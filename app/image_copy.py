@@ -15,6 +15,10 @@ from PySide6.QtGui import QImage
 from app.background import Lookup, Lookups
 from app.image_decode import TooLarge, decode_image
 
+# Why a picture could not be copied: in words, its picture too large for this machine, or (problem, what to do)
+# where the images folder holding it is away (``Away``)
+Problem = str | TooLarge | tuple[str, str]
+
 log = logging.getLogger(__name__)
 # How long a quit waits for the picture Ctrl+C is decoding (``ImageCopy.finish``): an upscaler's 8200x8200 takes
 # seconds; one on a drive that does not answer is given up
@@ -29,11 +33,12 @@ class ImageCopy(QObject):
 
     ready = Signal(QImage)  # the pixels of the image asked for last, on the Qt thread: for the clipboard
 
-    def __init__(self, tell: Callable[[str], object], failed: Callable[[Path, str | TooLarge], object],
-                 parent: QObject | None = None) -> None:  # fmt: skip
+    def __init__(self, tell: Callable[[str], object], failed: Callable[[Path, Problem], object],
+                 away: Callable[[], tuple[str, str] | None], parent: QObject | None = None) -> None:  # fmt: skip
         super().__init__(parent)
         self._tell = tell
         self._failed = failed
+        self._away = away  # (problem, what to do) where the images folder is away: looks at the disk
         self._lookups = Lookups("Gallery", self)
         self._lookups.ended.connect(self._decoded)
         self._asked: tuple[Path, Lookup] | None = None  # the picture asked for last, while it decodes
@@ -43,7 +48,7 @@ class ImageCopy(QObject):
         asked for meanwhile; the same picture asked for again while it decodes waits for that decode."""
         if self._asked is not None and self._asked[0] == source:
             return
-        self._asked = (source, self._lookups.start("decoding an image to copy", lambda: _decoded(source)))
+        self._asked = (source, self._lookups.start("decoding an image to copy", lambda: _decoded(source, self._away)))
         self._tell(f"Copying the image {source.name}…")
 
     def finish(self, timeout: float = QUIT_WAIT_S) -> None:
@@ -67,7 +72,7 @@ class ImageCopy(QObject):
             return  # another picture was asked for since (or the quit took it: ``finish``): this one is dropped
         self._hand_on(self._asked[0], lookup, self._failed)
 
-    def _hand_on(self, source: Path, lookup: Lookup, failed: Callable[[Path, str | TooLarge], object]) -> None:
+    def _hand_on(self, source: Path, lookup: Lookup, failed: Callable[[Path, Problem], object]) -> None:
         """The decode of the picture asked for last, in ``source``, ended (``lookup``): its pixels handed on
         (``ready``) and said, or ``failed`` told why there are none."""
         self._asked = None
@@ -79,18 +84,21 @@ class ImageCopy(QObject):
         self._tell(f"The image {source.name} was copied.")
 
 
-def _not_copied_at_quit(source: Path, problem: str | TooLarge) -> None:
+def _not_copied_at_quit(source: Path, problem: Problem) -> None:
     """The picture in ``source`` could not be copied as the app quit (``problem``: why): logged."""
     log.warning("the image %s was not copied as the app quit: %s", source, problem)
 
 
-def _decoded(source: Path) -> tuple[QImage | None, str | TooLarge]:
-    """On the decode's thread: (the picture in ``source``, "") or (None, why it is none): in words for the user, or
-    its picture too large for this machine to decode."""
+def _decoded(source: Path, away: Callable[[], tuple[str, str] | None]) -> tuple[QImage | None, Problem]:
+    """On the decode's thread: (the picture in ``source``, "") or (None, why it is none): in words for the user, its
+    picture too large for this machine to decode, or ``away``'s words where its file is missing as the images folder
+    is away (looked at here: on the window's thread, a file on a hung drive froze it once the copy failed)."""
     try:
         image = decode_image(str(source))  # a large picture, past Qt's 256 MB allocation limit, too
     except TooLarge as exc:  # no damaged file: said with its size, where "could not be read" sent the user looking
         return None, exc.with_traceback(None)  # its frames hold the reader: let go of here
     if not image.isNull():
         return image, ""
-    return None, "its file is missing" if not source.is_file() else "its file could not be read as an image"
+    if source.is_file():
+        return None, "its file could not be read as an image"
+    return None, away() or "its file is missing"

@@ -16,7 +16,7 @@ import app.image_decode
 from app.data_dir import resolve_data_dir
 from app.store import Store
 from gpu.generation.png_metadata import write_png
-from tests.app.gui import gallery_images, window_without_engine
+from tests.app.gui import gallery_images, stat_held_under, window_without_engine
 
 
 def test_copying_an_image_that_cannot_be_read_keeps_the_clipboard_and_says_why(qtbot, data_root):
@@ -173,3 +173,26 @@ def test_ctrl_c_then_quitting_at_once_still_puts_the_picture_on_the_clipboard(qt
     window.close()
     # Read before any event is handled: the process of a quit ends here
     assert clipboard.image().pixelColor(3, 3).getRgb()[:3] == (0, 0, 200)  # was: "copied before"
+
+
+def test_a_failed_copy_looks_at_the_file_off_the_windows_thread(qtbot, data_root, monkeypatch):
+    """Once a copy failed, why (the file missing, or the images folder away) was looked for on the window's thread:
+    a stat of the file on a hung drive froze the window there. It is looked for on the decode's thread."""
+    data = resolve_data_dir(data_root)
+    gallery_images(data, ["a red fox"])
+    window = window_without_engine(qtbot, data)
+    gallery = window.controller.gallery
+    errors = []
+    window.controller.error.connect(errors.append)
+    missing = gallery.path_of(gallery.record(0))
+    missing.unlink()
+    release, on_gui = stat_held_under(monkeypatch, data.images / "d")
+    try:
+        window.controller.copy_image(gallery.record(0))
+        qtbot.wait(200)
+        assert on_gui == [] and errors == []  # the drive has not answered: nothing said yet, the window free
+    finally:
+        release.set()
+    qtbot.waitUntil(lambda: len(errors) == 1, timeout=30000)
+    assert on_gui == []  # was: ["stat"], the file looked at again on the window's thread once the copy failed
+    assert errors[0].message == f"The image {missing} could not be copied: its file is missing."
