@@ -214,6 +214,7 @@ class AppController(QObject):
 
     def shutdown(self) -> None:
         """The window closes: the engine stopped, what it finished committed, the store closed."""
+        self.dropped.finish()  # a picture dropped a moment ago: its settings in the form, saved below
         self.image_copy.finish()  # a Ctrl+C of a moment ago: on the clipboard before the window goes
         self.image_save.finish()  # a Save as under way: its file written before the process ends
         self.gallery.stop()  # first: queued decodes would keep the CPU from the engine's stop

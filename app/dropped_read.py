@@ -6,6 +6,7 @@ would have run with the settings of before the drop, or half of them."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,6 +19,11 @@ from gpu.generation.png_metadata import ImageSettings
 
 # What a file whose read broke off is said to hold (as ``inspect_image_settings`` says of a reader's bug)
 _NOT_READ = "its settings could not be read (the log file has the details)"
+# How long the window's close waits for dropped files still being read (``DroppedRead.finish``): a local file is read
+# at once, a drive that sleeps wakes in seconds; a share that does not answer is given up
+QUIT_WAIT_S = 10.0
+
+log = logging.getLogger(__name__)
 
 
 class DroppedRead(QObject):
@@ -58,8 +64,24 @@ class DroppedRead(QObject):
                                    "and the job would have run with the settings from before the drop.",
                            "Click Generate again once they are restored (the status bar says so).")  # fmt: skip
 
+    def finish(self) -> None:
+        """The window closes: the files dropped last (or handed on by a second start as it closes), while still
+        read, waited for (``QUIT_WAIT_S`` at most) and the form filled from them, for the settings saved next. Left
+        to the thread, the read's end came after the save, and the process ended before it was delivered: the drop
+        lost. Files not read in time are logged, and their read's end, delivered later, fills nothing."""
+        lookup = self._lookup
+        if lookup is None:
+            return
+        if not lookup.wait(QUIT_WAIT_S):
+            log.warning("the dropped %s were still being read after %.0f s at the close: their settings are not "
+                        "restored", [str(p) for p in self._dropped[0]], QUIT_WAIT_S)  # fmt: skip
+            self._lookup = None
+            return
+        self._ended(lookup)
+
     def _ended(self, lookup: Lookup) -> None:
-        """A read ended: the form filled from it, unless another drop came since (that one's read wins)."""
+        """A read ended: the form filled from it, unless another drop came since (that one's read wins), or the
+        close took it (``finish``)."""
         if lookup is not self._lookup:
             return
         self._lookup = None
